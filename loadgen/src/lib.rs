@@ -1,0 +1,1 @@
+//! Workloads and canonical scenarios (issues 4+).

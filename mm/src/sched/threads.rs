@@ -1,0 +1,199 @@
+//! The threads executor: one OS thread per emulated task.
+//!
+//! Sleeping is a futex wait on the task's state word (`FUTEX_WAIT_PRIVATE` while the word
+//! still holds the sleep state); waking is the state CAS of `try_to_wake_up()` followed by
+//! `FUTEX_WAKE_PRIVATE`. Time is the host's monotonic clock since the executor was created.
+//! Stacks are small (128 KiB by default) so that 4096 tasks stay cheap.
+
+use crate::sync::{AtomicU32, Ordering};
+use crate::task::{state::*, CloneError, CloneKind, ExecHandle, Task, TaskList};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Configuration of a [`ThreadsExecutor`].
+#[derive(Clone, Debug)]
+pub struct ThreadsConfig {
+    /// Timer frequency for `jiffies`.
+    pub hz: u32,
+    /// Stack size of each task's OS thread, bytes.
+    pub stack_size: usize,
+}
+
+impl Default for ThreadsConfig {
+    fn default() -> Self {
+        ThreadsConfig {
+            hz: 1000,
+            stack_size: 128 << 10,
+        }
+    }
+}
+
+pub struct ThreadsShared {
+    pub(crate) hz: u32,
+    boot: Instant,
+    stack_size: usize,
+    tasks: Arc<TaskList>,
+    handles: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ThreadsShared {
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.boot.elapsed().as_nanos() as u64
+    }
+
+    pub(crate) fn block(&self, t: &Task, deadline_ns: Option<u64>) {
+        loop {
+            let s = t.state.load(Ordering::SeqCst);
+            if s == TASK_RUNNING {
+                return;
+            }
+            let timeout = match deadline_ns {
+                None => None,
+                Some(d) => {
+                    let now = self.now_ns();
+                    if now >= d {
+                        // process_timeout(): the timer wakes the task.
+                        super::wake_up_process(t);
+                        continue;
+                    }
+                    Some(Duration::from_nanos(d - now))
+                }
+            };
+            futex_wait(&t.state, s, timeout);
+        }
+    }
+}
+
+/// Wait while `*word == val`, at most `timeout`.
+pub(crate) fn futex_wait(word: &AtomicU32, val: u32, timeout: Option<Duration>) {
+    let ts;
+    let tsp = match timeout {
+        None => std::ptr::null(),
+        Some(d) => {
+            ts = libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+    };
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word as *const AtomicU32,
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            tsp,
+        );
+    }
+}
+
+/// Wake all waiters on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: as above; FUTEX_WAKE only uses the address as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word as *const AtomicU32,
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+/// Runs emulated tasks as OS threads.
+pub struct ThreadsExecutor {
+    shared: Arc<ThreadsShared>,
+}
+
+impl ThreadsExecutor {
+    pub fn new(cfg: ThreadsConfig) -> Self {
+        assert!(cfg.hz > 0 && cfg.hz <= 1_000_000_000, "HZ out of range");
+        ThreadsExecutor {
+            shared: Arc::new(ThreadsShared {
+                hz: cfg.hz,
+                boot: Instant::now(),
+                stack_size: cfg.stack_size,
+                tasks: Arc::new(TaskList::new()),
+                handles: parking_lot::Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The process list of this emulated machine.
+    pub fn tasks(&self) -> &Arc<TaskList> {
+        &self.shared.tasks
+    }
+
+    /// `kernel_clone()`: create a task and start it running `f`.
+    pub fn spawn(
+        &self,
+        kind: CloneKind,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<Arc<Task>, CloneError> {
+        spawn_on(&self.shared, kind, Box::new(f))
+    }
+
+    /// Emulated time since the executor started, ns.
+    pub fn now_ns(&self) -> u64 {
+        self.shared.now_ns()
+    }
+
+    /// Wait for every task (including those spawned by tasks) to exit.
+    /// Re-raises the first panic of a task.
+    pub fn join(&self) {
+        loop {
+            let hs: Vec<_> = std::mem::take(&mut *self.shared.handles.lock());
+            if hs.is_empty() {
+                return;
+            }
+            for h in hs {
+                if let Err(e) = h.join() {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ThreadsExecutor {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.join();
+        }
+        self.shared.tasks.clear();
+    }
+}
+
+pub(crate) fn spawn_on(
+    shared: &Arc<ThreadsShared>,
+    kind: CloneKind,
+    f: Box<dyn FnOnce() + Send>,
+) -> Result<Arc<Task>, CloneError> {
+    let task = shared
+        .tasks
+        .create(&kind, |_| ExecHandle::Threads(shared.clone()))?;
+    let t2 = task.clone();
+    let sh = shared.clone();
+    let h = std::thread::Builder::new()
+        .name(format!("{}/{}", task.comm(), task.tid()))
+        .stack_size(shared.stack_size)
+        .spawn(move || {
+            struct Exit(Arc<Task>, Arc<ThreadsShared>);
+            impl Drop for Exit {
+                fn drop(&mut self) {
+                    super::set_current_ptr(std::ptr::null());
+                    self.0.mark_exited();
+                    self.1.tasks.release(&self.0);
+                }
+            }
+            super::set_current_ptr(Arc::as_ptr(&t2));
+            let _exit = Exit(t2, sh);
+            f();
+        })
+        .expect("spawning an OS thread for an emulated task");
+    shared.handles.lock().push(h);
+    Ok(task)
+}

@@ -1,0 +1,41 @@
+//! Synchronisation primitives behind one seam, so that `--cfg oomlab_loom` swaps the atomics and
+//! the internal mutex of the lock and the task state for loom's model-checked versions (the
+//! approach of tokio's `src/loom/mod.rs`).
+
+#[cfg(not(oomlab_loom))]
+pub(crate) use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(oomlab_loom))]
+pub(crate) use std::sync::Arc;
+
+#[cfg(oomlab_loom)]
+pub(crate) use loom::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+#[cfg(oomlab_loom)]
+pub(crate) use loom::sync::Arc;
+
+/// The kernel's raw spinlock (`raw_spinlock_t`) as used for `rw_semaphore::wait_lock`.
+/// Never held across `schedule()` or a sim yield point (the kernel runs with preemption off
+/// under it); the sim executor therefore never switches while it is held.
+#[cfg(not(oomlab_loom))]
+pub(crate) struct RawSpinLock<T>(parking_lot::Mutex<T>);
+#[cfg(not(oomlab_loom))]
+impl<T> RawSpinLock<T> {
+    pub(crate) const fn new(v: T) -> Self {
+        Self(parking_lot::Mutex::new(v))
+    }
+    #[inline]
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, T> {
+        self.0.lock()
+    }
+}
+
+#[cfg(oomlab_loom)]
+pub(crate) struct RawSpinLock<T>(loom::sync::Mutex<T>);
+#[cfg(oomlab_loom)]
+impl<T> RawSpinLock<T> {
+    pub(crate) fn new(v: T) -> Self {
+        Self(loom::sync::Mutex::new(v))
+    }
+    pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap()
+    }
+}

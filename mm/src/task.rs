@@ -1,0 +1,415 @@
+//! Emulated tasks, thread groups and signals.
+//!
+//! Models `struct task_struct` / `struct signal_struct` (include/linux/sched.h) as far as the
+//! OOM and locking paths need them, and the delivery half of kernel/signal.c (v4.7):
+//! `send_sig_info()` → `complete_signal()` → `signal_wake_up_state()` → `try_to_wake_up()`.
+//!
+//! Deviations from the kernel:
+//! - Two signals exist: `SIGKILL` (fatal, cannot be blocked or handled) and one non-fatal,
+//!   handled signal standing for any other (`Signal::Other`, think SIGUSR1). No masks, no
+//!   handlers: a non-fatal signal stays pending until the task calls
+//!   [`crate::sched::flush_signals`] (its "handler ran").
+//! - As in `complete_signal()`, a SIGKILL sent to *one* thread is promoted to a group exit:
+//!   every thread of the thread group gets SIGKILL pending and is woken if its sleep state
+//!   accepts it. [`kill_thread_group`] is the `kill(2)` form, [`send_sig`] the `tgkill(2)` form;
+//!   they differ only for the non-fatal signal (delivered to the group leader, or the first live
+//!   thread, instead of the kernel's `wants_signal()` search).
+//! - The run-state word doubles as the futex word of the threads executor.
+
+use crate::sync::{AtomicU32, Ordering};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI32};
+use std::sync::Arc;
+
+/// Thread id (`task_struct::pid`).
+pub type Tid = u32;
+/// Process id (`task_struct::tgid`, the thread-group id).
+pub type Tgid = u32;
+
+/// Task run states, with the kernel's values (include/linux/sched.h, v4.7).
+pub mod state {
+    pub const TASK_RUNNING: u32 = 0x0000;
+    pub const TASK_INTERRUPTIBLE: u32 = 0x0001;
+    pub const TASK_UNINTERRUPTIBLE: u32 = 0x0002;
+    pub const TASK_DEAD: u32 = 0x0040;
+    pub const TASK_WAKEKILL: u32 = 0x0080;
+    pub const TASK_KILLABLE: u32 = TASK_WAKEKILL | TASK_UNINTERRUPTIBLE;
+    /// `TASK_NORMAL`: the mask `wake_up_process()` uses.
+    pub const TASK_NORMAL: u32 = TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE;
+
+    /// One-letter state as `ps`/sysrq-t print it.
+    pub fn letter(s: u32) -> char {
+        match s {
+            TASK_RUNNING => 'R',
+            TASK_INTERRUPTIBLE => 'S',
+            TASK_DEAD => 'X',
+            _ if s & TASK_UNINTERRUPTIBLE != 0 => 'D',
+            _ => '?',
+        }
+    }
+
+    /// Kernel-style name of a sleep state.
+    pub fn name(s: u32) -> &'static str {
+        match s {
+            TASK_RUNNING => "TASK_RUNNING",
+            TASK_INTERRUPTIBLE => "TASK_INTERRUPTIBLE",
+            TASK_UNINTERRUPTIBLE => "TASK_UNINTERRUPTIBLE",
+            TASK_KILLABLE => "TASK_KILLABLE",
+            TASK_DEAD => "TASK_DEAD",
+            _ => "TASK_?",
+        }
+    }
+}
+use state::*;
+
+const SIGPEND_KILL: u32 = 1 << 0;
+const SIGPEND_OTHER: u32 = 1 << 1;
+
+/// The signals the emulation delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGKILL: fatal, wakes TASK_KILLABLE and TASK_INTERRUPTIBLE sleepers.
+    Kill,
+    /// Any non-fatal signal: wakes TASK_INTERRUPTIBLE sleepers only.
+    Other,
+}
+
+/// What a sleeping task waits for (the kernel's `wchan`, enriched for wait-for chains).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wchan {
+    /// The kernel function the task sleeps in, e.g. `rwsem_down_write_failed_killable`.
+    pub func: &'static str,
+    /// Name of the object waited on, e.g. `mmap_lock[pid 42]`.
+    pub object: Arc<str>,
+    /// Identity of the object (its address), for matching waiters to holders.
+    pub object_id: usize,
+}
+
+impl fmt::Display for Wchan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.func, self.object)
+    }
+}
+
+/// How a task is made runnable again; chosen by the executor that created it.
+pub(crate) enum ExecHandle {
+    #[cfg(not(oomlab_loom))]
+    Threads(Arc<crate::sched::threads::ThreadsShared>),
+    #[cfg(not(oomlab_loom))]
+    Sim(Arc<crate::sched::sim::SimShared>, usize),
+    #[cfg(oomlab_loom)]
+    Loom(loom::thread::Thread, Arc<crate::sched::loom_exec::LoomShared>),
+}
+
+/// An emulated task (`struct task_struct`).
+pub struct Task {
+    tid: Tid,
+    group: Arc<ThreadGroup>,
+    /// `task_struct::state`; also the futex word of the threads executor.
+    pub(crate) state: AtomicU32,
+    /// Pending-signal bits (private + shared sets folded together; see module doc).
+    sigpending: AtomicU32,
+    pub(crate) exec: ExecHandle,
+    wchan: parking_lot::Mutex<Option<Wchan>>,
+    /// Emulated time (ns) at which the current sleep began; for hung-task reports.
+    sleep_since_ns: std::sync::atomic::AtomicU64,
+    exited: AtomicBool,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}/{}]", self.group.comm, self.group.tgid, self.tid)
+    }
+}
+
+impl Task {
+    pub(crate) fn new(tid: Tid, group: Arc<ThreadGroup>, exec: ExecHandle) -> Arc<Task> {
+        Arc::new(Task {
+            tid,
+            group,
+            state: AtomicU32::new(TASK_RUNNING),
+            sigpending: AtomicU32::new(0),
+            exec,
+            wchan: parking_lot::Mutex::new(None),
+            sleep_since_ns: std::sync::atomic::AtomicU64::new(0),
+            exited: AtomicBool::new(false),
+        })
+    }
+    pub fn tid(&self) -> Tid {
+        self.tid
+    }
+    pub fn tgid(&self) -> Tgid {
+        self.group.tgid
+    }
+    /// `task_struct::comm` (shared by the group here; the kernel has one per thread).
+    pub fn comm(&self) -> &str {
+        &self.group.comm
+    }
+    pub fn group(&self) -> &Arc<ThreadGroup> {
+        &self.group
+    }
+    /// Current run state (one of [`state`]'s constants).
+    pub fn state(&self) -> u32 {
+        self.state.load(Ordering::SeqCst)
+    }
+    /// `fatal_signal_pending()`: SIGKILL is pending.
+    pub fn fatal_signal_pending(&self) -> bool {
+        self.sigpending.load(Ordering::SeqCst) & SIGPEND_KILL != 0
+    }
+    /// `signal_pending()`: any signal is pending.
+    pub fn signal_pending(&self) -> bool {
+        self.sigpending.load(Ordering::SeqCst) != 0
+    }
+    /// `signal_pending_state()` (include/linux/sched.h, v4.7): would a signal interrupt a
+    /// sleep in `state`?
+    pub fn signal_pending_state(&self, state: u32) -> bool {
+        if state & (TASK_INTERRUPTIBLE | TASK_WAKEKILL) == 0 {
+            return false;
+        }
+        let p = self.sigpending.load(Ordering::SeqCst);
+        if p == 0 {
+            return false;
+        }
+        state & TASK_INTERRUPTIBLE != 0 || p & SIGPEND_KILL != 0
+    }
+    pub(crate) fn flush_nonfatal(&self) {
+        self.sigpending.fetch_and(!SIGPEND_OTHER, Ordering::SeqCst);
+    }
+    /// What the task sleeps on, if it published it.
+    pub fn wchan(&self) -> Option<Wchan> {
+        self.wchan.lock().clone()
+    }
+    pub(crate) fn set_wchan(&self, w: Option<Wchan>) {
+        *self.wchan.lock() = w;
+    }
+    pub(crate) fn set_sleep_since(&self, ns: u64) {
+        self.sleep_since_ns.store(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// Emulated time (ns) when the task last went to sleep.
+    pub fn sleep_since_ns(&self) -> u64 {
+        self.sleep_since_ns.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub(crate) fn mark_exited(&self) {
+        self.state.store(TASK_DEAD, Ordering::SeqCst);
+        self.exited.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `signal_wake_up_state()` + `try_to_wake_up()`: set the pending bit, then wake the task
+    /// if its sleep state accepts the signal (kernel-rwsem.md §5.1).
+    fn deliver(&self, sig: Signal) {
+        let (bit, mask) = match sig {
+            Signal::Kill => (SIGPEND_KILL, TASK_INTERRUPTIBLE | TASK_WAKEKILL),
+            Signal::Other => (SIGPEND_OTHER, TASK_INTERRUPTIBLE),
+        };
+        self.sigpending.fetch_or(bit, Ordering::SeqCst);
+        crate::sched::try_to_wake_up(self, mask);
+    }
+}
+
+/// A thread group, i.e. a process (`struct signal_struct` plus the group-wide parts of
+/// `task_struct`).
+pub struct ThreadGroup {
+    tgid: Tgid,
+    comm: Arc<str>,
+    threads: parking_lot::Mutex<Vec<Arc<Task>>>,
+    /// `SIGNAL_GROUP_EXIT`: a fatal signal is being delivered to the whole group.
+    group_exit: AtomicBool,
+    /// `signal_struct::oom_score_adj` (−1000..=1000).
+    oom_score_adj: AtomicI32,
+}
+
+impl fmt::Debug for ThreadGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.comm, self.tgid)
+    }
+}
+
+impl ThreadGroup {
+    pub fn tgid(&self) -> Tgid {
+        self.tgid
+    }
+    pub fn comm(&self) -> &str {
+        &self.comm
+    }
+    /// Live threads, in creation order.
+    pub fn threads(&self) -> Vec<Arc<Task>> {
+        self.threads.lock().clone()
+    }
+    pub fn group_exit(&self) -> bool {
+        self.group_exit.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn oom_score_adj(&self) -> i32 {
+        self.oom_score_adj.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Set `oom_score_adj`; clamped to the kernel's range −1000..=1000.
+    pub fn set_oom_score_adj(&self, adj: i32) {
+        self.oom_score_adj
+            .store(adj.clamp(-1000, 1000), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What a new task is (the relevant `clone(2)` flags).
+#[derive(Clone, Debug)]
+pub enum CloneKind {
+    /// `fork()`: a new process with this `comm`.
+    Process { comm: String },
+    /// `clone(CLONE_THREAD)`: a new thread of an existing process.
+    Thread { tgid: Tgid },
+}
+
+/// Error from task creation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloneError {
+    /// The thread group does not exist (or is exiting, as `copy_process` refuses then).
+    NoSuchProcess(Tgid),
+}
+
+impl fmt::Display for CloneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloneError::NoSuchProcess(t) => write!(f, "no such process {t} (or it is exiting)"),
+        }
+    }
+}
+impl std::error::Error for CloneError {}
+
+/// The process list (`init_task.tasks` + the pid hash): what `for_each_process` and the
+/// OOM killer iterate. Pids are allocated sequentially from 1, never reused within a run.
+pub struct TaskList {
+    inner: parking_lot::Mutex<TaskListInner>,
+}
+
+#[derive(Default)]
+struct TaskListInner {
+    next_pid: u32,
+    tasks: BTreeMap<Tid, Arc<Task>>,
+    groups: BTreeMap<Tgid, Arc<ThreadGroup>>,
+}
+
+impl Default for TaskList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TaskList {
+    pub fn new() -> Self {
+        TaskList {
+            inner: parking_lot::Mutex::new(TaskListInner {
+                next_pid: 1,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// `copy_process()`, the bookkeeping half: allocate a pid and link the task.
+    pub(crate) fn create(
+        &self,
+        kind: &CloneKind,
+        exec: impl FnOnce(Tid) -> ExecHandle,
+    ) -> Result<Arc<Task>, CloneError> {
+        let mut g = self.inner.lock();
+        let group = match kind {
+            CloneKind::Process { .. } => None,
+            CloneKind::Thread { tgid } => match g.groups.get(tgid) {
+                Some(grp) if !grp.group_exit() => Some(grp.clone()),
+                _ => return Err(CloneError::NoSuchProcess(*tgid)),
+            },
+        };
+        let tid = g.next_pid;
+        g.next_pid += 1;
+        let group = match (group, kind) {
+            (Some(grp), _) => grp,
+            (None, CloneKind::Process { comm }) => {
+                let grp = Arc::new(ThreadGroup {
+                    tgid: tid,
+                    comm: Arc::from(comm.as_str()),
+                    threads: parking_lot::Mutex::new(Vec::new()),
+                    group_exit: AtomicBool::new(false),
+                    oom_score_adj: AtomicI32::new(0),
+                });
+                g.groups.insert(tid, grp.clone());
+                grp
+            }
+            (None, CloneKind::Thread { .. }) => unreachable!(),
+        };
+        let task = Task::new(tid, group.clone(), exec(tid));
+        group.threads.lock().push(task.clone());
+        g.tasks.insert(tid, task.clone());
+        Ok(task)
+    }
+
+    /// `release_task()`: unlink an exited task; the process goes with its last thread.
+    pub(crate) fn release(&self, t: &Task) {
+        let mut g = self.inner.lock();
+        g.tasks.remove(&t.tid);
+        let mut threads = t.group.threads.lock();
+        threads.retain(|x| x.tid != t.tid);
+        if threads.is_empty() {
+            g.groups.remove(&t.group.tgid);
+        }
+    }
+
+    /// Unlink everything (executor teardown; breaks the group↔task reference cycles).
+    pub(crate) fn clear(&self) {
+        let mut g = self.inner.lock();
+        for grp in g.groups.values() {
+            grp.threads.lock().clear();
+        }
+        g.groups.clear();
+        g.tasks.clear();
+    }
+
+    pub fn find_task(&self, tid: Tid) -> Option<Arc<Task>> {
+        self.inner.lock().tasks.get(&tid).cloned()
+    }
+    pub fn find_process(&self, tgid: Tgid) -> Option<Arc<ThreadGroup>> {
+        self.inner.lock().groups.get(&tgid).cloned()
+    }
+    /// `for_each_process`: live processes in pid order (a snapshot).
+    pub fn processes(&self) -> Vec<Arc<ThreadGroup>> {
+        self.inner.lock().groups.values().cloned().collect()
+    }
+    /// All live tasks in tid order (a snapshot).
+    pub fn tasks(&self) -> Vec<Arc<Task>> {
+        self.inner.lock().tasks.values().cloned().collect()
+    }
+    pub fn nr_tasks(&self) -> usize {
+        self.inner.lock().tasks.len()
+    }
+}
+
+/// `send_sig(sig, p)` / `tgkill()`: signal one task. SIGKILL is promoted to a group exit, as
+/// `complete_signal()` does for any fatal signal.
+pub fn send_sig(sig: Signal, t: &Task) {
+    match sig {
+        Signal::Kill => kill_thread_group(sig, &t.group),
+        Signal::Other => t.deliver(sig),
+    }
+}
+
+/// `kill(2)` / `do_send_sig_info(…, PIDTYPE_TGID)`: signal a whole process. SIGKILL sets
+/// `SIGNAL_GROUP_EXIT`, makes SIGKILL pending on every thread and wakes each thread whose
+/// sleep state accepts it. A non-fatal signal goes to the first live thread.
+pub fn kill_thread_group(sig: Signal, group: &ThreadGroup) {
+    let threads = group.threads();
+    match sig {
+        Signal::Kill => {
+            group
+                .group_exit
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            for t in &threads {
+                t.deliver(Signal::Kill);
+            }
+        }
+        Signal::Other => {
+            if let Some(t) = threads.first() {
+                t.deliver(Signal::Other);
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! OOM killer and oom_reaper (issue 4).
