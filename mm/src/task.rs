@@ -99,7 +99,10 @@ pub(crate) enum ExecHandle {
     #[cfg(not(oomlab_loom))]
     Sim(Arc<crate::sched::sim::SimShared>, usize),
     #[cfg(oomlab_loom)]
-    Loom(loom::thread::Thread, Arc<crate::sched::loom_exec::LoomShared>),
+    Loom(
+        loom::thread::Thread,
+        Arc<crate::sched::loom_exec::LoomShared>,
+    ),
 }
 
 /// An emulated task (`struct task_struct`).
@@ -115,6 +118,10 @@ pub struct Task {
     /// Emulated time (ns) at which the current sleep began; for hung-task reports.
     sleep_since_ns: std::sync::atomic::AtomicU64,
     exited: AtomicBool,
+    /// Set by a waker that granted this task a read lock it queued for (the kernel clears
+    /// `rwsem_waiter::task` instead). A task waits on at most one lock at a time.
+    pub(crate) rwsem_granted: crate::sync::AtomicBool,
+    lock_events: crate::lock_events::LockEvents,
 }
 
 impl fmt::Debug for Task {
@@ -134,6 +141,8 @@ impl Task {
             wchan: parking_lot::Mutex::new(None),
             sleep_since_ns: std::sync::atomic::AtomicU64::new(0),
             exited: AtomicBool::new(false),
+            rwsem_granted: crate::sync::AtomicBool::new(false),
+            lock_events: Default::default(),
         })
     }
     pub fn tid(&self) -> Tid {
@@ -184,11 +193,17 @@ impl Task {
         *self.wchan.lock() = w;
     }
     pub(crate) fn set_sleep_since(&self, ns: u64) {
-        self.sleep_since_ns.store(ns, std::sync::atomic::Ordering::Relaxed);
+        self.sleep_since_ns
+            .store(ns, std::sync::atomic::Ordering::Relaxed);
     }
     /// Emulated time (ns) when the task last went to sleep.
     pub fn sleep_since_ns(&self) -> u64 {
-        self.sleep_since_ns.load(std::sync::atomic::Ordering::Relaxed)
+        self.sleep_since_ns
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// This task's lock event counters.
+    pub fn lock_events(&self) -> &crate::lock_events::LockEvents {
+        &self.lock_events
     }
     pub fn has_exited(&self) -> bool {
         self.exited.load(std::sync::atomic::Ordering::SeqCst)
@@ -243,7 +258,8 @@ impl ThreadGroup {
         self.group_exit.load(std::sync::atomic::Ordering::SeqCst)
     }
     pub fn oom_score_adj(&self) -> i32 {
-        self.oom_score_adj.load(std::sync::atomic::Ordering::Relaxed)
+        self.oom_score_adj
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
     /// Set `oom_score_adj`; clamped to the kernel's range −1000..=1000.
     pub fn set_oom_score_adj(&self, adj: i32) {
@@ -285,6 +301,8 @@ pub struct TaskList {
 
 #[derive(Default)]
 struct TaskListInner {
+    /// Lock events of exited tasks.
+    retired_events: crate::lock_events::LockEvents,
     next_pid: u32,
     tasks: BTreeMap<Tid, Arc<Task>>,
     groups: BTreeMap<Tgid, Arc<ThreadGroup>>,
@@ -347,6 +365,7 @@ impl TaskList {
     pub(crate) fn release(&self, t: &Task) {
         let mut g = self.inner.lock();
         g.tasks.remove(&t.tid);
+        t.lock_events.fold_into(&g.retired_events);
         let mut threads = t.group.threads.lock();
         threads.retain(|x| x.tid != t.tid);
         if threads.is_empty() {
@@ -355,6 +374,7 @@ impl TaskList {
     }
 
     /// Unlink everything (executor teardown; breaks the group↔task reference cycles).
+    #[cfg_attr(oomlab_loom, allow(dead_code))]
     pub(crate) fn clear(&self) {
         let mut g = self.inner.lock();
         for grp in g.groups.values() {
@@ -377,6 +397,17 @@ impl TaskList {
     /// All live tasks in tid order (a snapshot).
     pub fn tasks(&self) -> Vec<Arc<Task>> {
         self.inner.lock().tasks.values().cloned().collect()
+    }
+    /// Lock event totals: live tasks plus exited ones.
+    pub fn lock_events(&self) -> [u64; crate::lock_events::NR_LOCK_EVENTS] {
+        let g = self.inner.lock();
+        let mut sum = g.retired_events.snapshot();
+        for t in g.tasks.values() {
+            for (s, v) in sum.iter_mut().zip(t.lock_events.snapshot()) {
+                *s += v;
+            }
+        }
+        sum
     }
     pub fn nr_tasks(&self) -> usize {
         self.inner.lock().tasks.len()

@@ -55,6 +55,14 @@ pub fn with_current<R>(f: impl FnOnce(&Task) -> R) -> R {
     f(unsafe { &*p })
 }
 
+/// Run `f` with the current task, if any.
+#[inline]
+pub fn with_current_opt<R>(f: impl FnOnce(Option<&Task>) -> R) -> R {
+    let p = CURRENT.with(|c| c.get());
+    // SAFETY: as in `with_current`.
+    f(unsafe { p.as_ref() })
+}
+
 /// `current`: a counted reference to the running task.
 pub fn current() -> Arc<Task> {
     with_current(|t| {
@@ -286,6 +294,7 @@ fn make_runnable(t: &Task) {
 }
 
 /// `kernel_clone()` from inside a task: create a task on the current task's executor.
+#[cfg(not(oomlab_loom))]
 pub fn spawn(
     kind: crate::task::CloneKind,
     f: impl FnOnce() + Send + 'static,
@@ -295,8 +304,6 @@ pub fn spawn(
         ExecHandle::Threads(s) => Spawner::Threads(s.clone()),
         #[cfg(not(oomlab_loom))]
         ExecHandle::Sim(s, _) => Spawner::Sim(s.clone()),
-        #[cfg(oomlab_loom)]
-        ExecHandle::Loom(..) => panic!("spawn is not modelled under loom"),
     });
     match exec {
         #[cfg(not(oomlab_loom))]
@@ -306,9 +313,8 @@ pub fn spawn(
     }
 }
 
+#[cfg(not(oomlab_loom))]
 enum Spawner {
-    #[cfg(not(oomlab_loom))]
     Threads(Arc<threads::ThreadsShared>),
-    #[cfg(not(oomlab_loom))]
     Sim(Arc<sim::SimShared>),
 }

@@ -162,7 +162,11 @@ impl fmt::Display for DeadlockReport {
                 t.tid,
                 state::letter(t.state),
                 state::name(t.state),
-                if t.fatal_signal_pending { " SIGKILL pending" } else { "" }
+                if t.fatal_signal_pending {
+                    " SIGKILL pending"
+                } else {
+                    ""
+                }
             )?;
             match &t.wchan {
                 Some(w) => writeln!(f, " in {w}")?,

@@ -1,0 +1,116 @@
+//! Lock event counters, declared in one place.
+//!
+//! Models the kernel's `kernel/locking/lock_events_list.h` (v5.2+; per-CPU counters exported
+//! through debugfs `lock_event_counts/`): each task keeps its own counters, written only by
+//! that task with a plain relaxed load + store (no read-modify-write, no shared cache line on
+//! the lock fast paths); readers sum them over the live tasks plus the totals folded in by
+//! exited tasks ([`crate::task::TaskList::lock_events`]).
+//!
+//! The kernel list has `rwsem_sleep_reader`, `rwsem_sleep_writer`, `rwsem_wake_reader`,
+//! `rwsem_wake_writer`, `rwsem_rlock`, `rwsem_rlock_fail`, `rwsem_wlock`, `rwsem_wlock_fail`
+//! (and Model-B handoff/optimistic-spin events, not counted here). oomlab adds the fast-path
+//! and trylock acquisitions by operation, and the total slow-path wait time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! lock_events {
+    ($($(#[doc = $doc:literal])* $name:ident => $kname:literal,)*) => {
+        /// One lock event.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        pub enum LockEvent { $($(#[doc = $doc])* $name,)* }
+        impl LockEvent {
+            /// Every event, in declaration order.
+            pub const ALL: &'static [LockEvent] = &[$(LockEvent::$name,)*];
+            /// The kernel's (or oomlab's) snake_case name of the event.
+            pub const fn name(self) -> &'static str {
+                match self { $(LockEvent::$name => $kname,)* }
+            }
+        }
+    };
+}
+
+lock_events! {
+    /// `down_read*` acquired on the fast path.
+    RwsemRlockFast => "rwsem_rlock_fast",
+    /// `down_write*` acquired on the fast path.
+    RwsemWlockFast => "rwsem_wlock_fast",
+    /// `down_read_trylock` succeeded.
+    RwsemRtrylock => "rwsem_rtrylock",
+    /// `down_read_trylock` failed.
+    RwsemRtrylockFail => "rwsem_rtrylock_fail",
+    /// `down_write_trylock` succeeded.
+    RwsemWtrylock => "rwsem_wtrylock",
+    /// `down_write_trylock` failed.
+    RwsemWtrylockFail => "rwsem_wtrylock_fail",
+    /// Read lock acquired in the slow path (contended).
+    RwsemRlock => "rwsem_rlock",
+    /// Write lock acquired in the slow path (contended).
+    RwsemWlock => "rwsem_wlock",
+    /// Killable/interruptible read wait gave up with -EINTR.
+    RwsemRlockFail => "rwsem_rlock_fail",
+    /// Killable write wait gave up with -EINTR.
+    RwsemWlockFail => "rwsem_wlock_fail",
+    /// A reader went to sleep in the slow path.
+    RwsemSleepReader => "rwsem_sleep_reader",
+    /// A writer went to sleep in the slow path.
+    RwsemSleepWriter => "rwsem_sleep_writer",
+    /// Readers granted by a waker.
+    RwsemWakeReader => "rwsem_wake_reader",
+    /// Writers woken by a waker.
+    RwsemWakeWriter => "rwsem_wake_writer",
+    /// `downgrade_write` calls.
+    RwsemDowngrade => "rwsem_downgrade",
+    /// Emulated nanoseconds spent in rwsem slow paths (acquired or failed).
+    RwsemWaitNs => "rwsem_wait_ns",
+}
+
+/// Number of distinct lock events.
+pub const NR_LOCK_EVENTS: usize = LockEvent::ALL.len();
+
+/// A set of event counters (one per task, or a folded total).
+pub struct LockEvents([AtomicU64; NR_LOCK_EVENTS]);
+
+impl Default for LockEvents {
+    fn default() -> Self {
+        LockEvents(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl LockEvents {
+    /// Add to a counter that only the calling task writes (`this_cpu_add`).
+    #[inline]
+    pub(crate) fn add_local(&self, ev: LockEvent, n: u64) {
+        let c = &self.0[ev as usize];
+        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+    /// Add to a shared counter (folding).
+    pub(crate) fn add_shared(&self, ev: LockEvent, n: u64) {
+        self.0[ev as usize].fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self, ev: LockEvent) -> u64 {
+        self.0[ev as usize].load(Ordering::Relaxed)
+    }
+    /// A plain copy of all counters.
+    pub fn snapshot(&self) -> [u64; NR_LOCK_EVENTS] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+    pub(crate) fn fold_into(&self, total: &LockEvents) {
+        for ev in LockEvent::ALL {
+            let v = self.get(*ev);
+            if v != 0 {
+                total.add_shared(*ev, v);
+            }
+        }
+    }
+}
+
+/// Count `n` events for the current task; a no-op outside emulated tasks.
+#[inline]
+pub(crate) fn count(ev: LockEvent, n: u64) {
+    crate::sched::with_current_opt(|t| {
+        if let Some(t) = t {
+            t.lock_events().add_local(ev, n)
+        }
+    })
+}
