@@ -235,6 +235,9 @@ pub struct ThreadGroup {
     group_exit: AtomicBool,
     /// `signal_struct::oom_score_adj` (−1000..=1000).
     oom_score_adj: AtomicI32,
+    /// `tsk_is_oom_victim()`: the OOM killer chose (or self-marked) this process
+    /// (`signal->oom_mm` set, v4.9+). Monotonic.
+    oom_victim: AtomicBool,
 }
 
 impl fmt::Debug for ThreadGroup {
@@ -260,6 +263,17 @@ impl ThreadGroup {
     pub fn oom_score_adj(&self) -> i32 {
         self.oom_score_adj
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// `tsk_is_oom_victim()`.
+    pub fn is_oom_victim(&self) -> bool {
+        self.oom_victim.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// The flag half of `mark_oom_victim()` (the OOM killer adds the rest). Returns true the
+    /// first time.
+    pub fn set_oom_victim(&self) -> bool {
+        !self
+            .oom_victim
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
     /// Set `oom_score_adj`; clamped to the kernel's range −1000..=1000.
     pub fn set_oom_score_adj(&self, adj: i32) {
@@ -349,6 +363,7 @@ impl TaskList {
                     threads: parking_lot::Mutex::new(Vec::new()),
                     group_exit: AtomicBool::new(false),
                     oom_score_adj: AtomicI32::new(0),
+                    oom_victim: AtomicBool::new(false),
                 });
                 g.groups.insert(tid, grp.clone());
                 grp
