@@ -217,6 +217,36 @@ pub fn ktime_get_ns() -> u64 {
     with_current(now_ns_of)
 }
 
+/// `raw_smp_processor_id()`: the CPU the caller runs on, for per-CPU data. The threads
+/// executor reports the host CPU (`sched_getcpu()`), the sim and loom executors CPU 0 (one
+/// emulated CPU, which keeps per-CPU caches deterministic). Callers reduce it modulo their
+/// number of slots. Outside tasks (benchmark drivers) the host CPU is used.
+#[inline]
+pub fn raw_smp_processor_id() -> usize {
+    with_current_opt(|t| match t.map(|t| &t.exec) {
+        #[cfg(not(oomlab_loom))]
+        Some(ExecHandle::Sim(..)) => 0,
+        #[cfg(oomlab_loom)]
+        Some(_) => 0,
+        _ => host_cpu(),
+    })
+}
+
+#[cfg(not(oomlab_loom))]
+fn host_cpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions (vDSO call).
+    let c = unsafe { libc::sched_getcpu() };
+    if c < 0 {
+        0
+    } else {
+        c as usize
+    }
+}
+#[cfg(oomlab_loom)]
+fn host_cpu() -> usize {
+    0
+}
+
 /// `msecs_to_jiffies()` on the current executor (rounds up, as the kernel does).
 pub fn msecs_to_jiffies(ms: u64) -> u64 {
     let hz = hz() as u64;
