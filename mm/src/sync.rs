@@ -12,8 +12,10 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 /// Never held across `schedule()` or a sim yield point (the kernel runs with preemption off
 /// under it); the sim executor therefore never switches while it is held.
 #[cfg(not(oomlab_loom))]
+#[allow(dead_code)]
 pub(crate) type SpinGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
 #[cfg(oomlab_loom)]
+#[allow(dead_code)]
 pub(crate) type SpinGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
 #[cfg(not(oomlab_loom))]

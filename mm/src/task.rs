@@ -345,18 +345,30 @@ impl TaskList {
         exec: impl FnOnce(Tid) -> ExecHandle,
     ) -> Result<Arc<Task>, CloneError> {
         let mut g = self.inner.lock();
-        let group = match kind {
-            CloneKind::Process { .. } => None,
-            CloneKind::Thread { tgid } => match g.groups.get(tgid) {
-                Some(grp) if !grp.group_exit() => Some(grp.clone()),
-                _ => return Err(CloneError::NoSuchProcess(*tgid)),
-            },
-        };
-        let tid = g.next_pid;
-        g.next_pid += 1;
-        let group = match (group, kind) {
-            (Some(grp), _) => grp,
-            (None, CloneKind::Process { comm }) => {
+        match kind {
+            CloneKind::Thread { tgid } => {
+                let grp = g
+                    .groups
+                    .get(tgid)
+                    .cloned()
+                    .ok_or(CloneError::NoSuchProcess(*tgid))?;
+                // The group's thread list lock plays `sighand->siglock`: checking
+                // SIGNAL_GROUP_EXIT and linking the thread are atomic against a group kill.
+                let mut threads = grp.threads.lock();
+                if grp.group_exit() {
+                    return Err(CloneError::NoSuchProcess(*tgid));
+                }
+                let tid = g.next_pid;
+                g.next_pid += 1;
+                let task = Task::new(tid, grp.clone(), exec(tid));
+                threads.push(task.clone());
+                drop(threads);
+                g.tasks.insert(tid, task.clone());
+                Ok(task)
+            }
+            CloneKind::Process { comm } => {
+                let tid = g.next_pid;
+                g.next_pid += 1;
                 let grp = Arc::new(ThreadGroup {
                     tgid: tid,
                     comm: Arc::from(comm.as_str()),
@@ -366,14 +378,12 @@ impl TaskList {
                     oom_victim: AtomicBool::new(false),
                 });
                 g.groups.insert(tid, grp.clone());
-                grp
+                let task = Task::new(tid, grp.clone(), exec(tid));
+                grp.threads.lock().push(task.clone());
+                g.tasks.insert(tid, task.clone());
+                Ok(task)
             }
-            (None, CloneKind::Thread { .. }) => unreachable!(),
-        };
-        let task = Task::new(tid, group.clone(), exec(tid));
-        group.threads.lock().push(task.clone());
-        g.tasks.insert(tid, task.clone());
-        Ok(task)
+        }
     }
 
     /// `release_task()`: unlink an exited task; the process goes with its last thread.
@@ -442,18 +452,22 @@ pub fn send_sig(sig: Signal, t: &Task) {
 /// `SIGNAL_GROUP_EXIT`, makes SIGKILL pending on every thread and wakes each thread whose
 /// sleep state accepts it. A non-fatal signal goes to the first live thread.
 pub fn kill_thread_group(sig: Signal, group: &ThreadGroup) {
-    let threads = group.threads();
     match sig {
         Signal::Kill => {
-            group
-                .group_exit
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            // Under the thread-list lock (`siglock`), so that no clone slips in unsignalled.
+            let threads = {
+                let l = group.threads.lock();
+                group
+                    .group_exit
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                l.clone()
+            };
             for t in &threads {
                 t.deliver(Signal::Kill);
             }
         }
         Signal::Other => {
-            if let Some(t) = threads.first() {
+            if let Some(t) = group.threads().first() {
                 t.deliver(Signal::Other);
             }
         }

@@ -118,8 +118,9 @@ pub fn schedule() {
             return yield_now(t);
         }
         if t.signal_pending_state(s) {
+            // __schedule() still passes through pick_next_task(): a scheduling point.
             t.state.store(TASK_RUNNING, Ordering::SeqCst);
-            return;
+            return yield_now(t);
         }
         t.set_sleep_since(now_ns_of(t));
         block(t, None);
@@ -141,6 +142,7 @@ pub fn schedule_timeout(timeout: u64) -> u64 {
         }
         if t.signal_pending_state(s) {
             t.state.store(TASK_RUNNING, Ordering::SeqCst);
+            yield_now(t);
             return timeout;
         }
         let start = jiffies_of(t);
@@ -250,7 +252,7 @@ fn host_cpu() -> usize {
 /// `msecs_to_jiffies()` on the current executor (rounds up, as the kernel does).
 pub fn msecs_to_jiffies(ms: u64) -> u64 {
     let hz = hz() as u64;
-    (ms * hz).div_ceil(1000)
+    ms.saturating_mul(hz).div_ceil(1000)
 }
 
 fn jiffies_to_ns(t: &Task, j: u64) -> u64 {

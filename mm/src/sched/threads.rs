@@ -149,8 +149,11 @@ impl ThreadsExecutor {
             if hs.is_empty() {
                 return;
             }
-            for h in hs {
+            let mut hs = hs.into_iter();
+            while let Some(h) = hs.next() {
                 if let Err(e) = h.join() {
+                    // Keep the rest joinable (a later join()/Drop still waits for them).
+                    self.shared.handles.lock().extend(hs);
                     std::panic::resume_unwind(e);
                 }
             }
