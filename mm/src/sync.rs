@@ -3,10 +3,10 @@
 //! approach of tokio's `src/loom/mod.rs`).
 
 #[cfg(not(oomlab_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 #[cfg(oomlab_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 /// The kernel's raw spinlock (`raw_spinlock_t`) as used for `rw_semaphore::wait_lock`.
 /// Never held across `schedule()` or a sim yield point (the kernel runs with preemption off

@@ -1,5 +1,6 @@
 //! Quick end-to-end checks of the rwsem on both executors (the rule-by-rule scripted tests
 //! live in rwsem_rules.rs).
+#![cfg(not(oomlab_loom))]
 use mm::rwsem::{RwSem, RwSemModel};
 use mm::sched::sim::{Sim, SimConfig, SimOutcome};
 use mm::sched::{self};

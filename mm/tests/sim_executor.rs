@@ -2,6 +2,7 @@
 //!
 //! Everything here is exact: the sim has a virtual clock and a seeded picker, so the tests assert
 //! precise step results, step counts and virtual times rather than timing windows.
+#![cfg(not(oomlab_loom))]
 
 mod common;
 

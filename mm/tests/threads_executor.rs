@@ -3,6 +3,7 @@
 //! Real parallelism, so no exact interleavings: the tests assert protocol outcomes (every task
 //! exits, wake-up return values, counters) and turn would-be hangs into failures with a
 //! watchdog ([`common::wait_until`]) before calling `join()`.
+#![cfg(not(oomlab_loom))]
 
 mod common;
 

@@ -70,6 +70,10 @@ impl LoomTaskGuard {
 
 impl Drop for LoomTaskGuard {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // loom is unwinding (e.g. it found a deadlock): leave its thread-locals alone.
+            return;
+        }
         super::set_current_ptr(std::ptr::null());
         self.0.mark_exited();
         self.1.tasks.release(&self.0);

@@ -33,10 +33,17 @@ pub mod threads;
 /// `MAX_SCHEDULE_TIMEOUT`: sleep without a timer.
 pub const MAX_SCHEDULE_TIMEOUT: u64 = u64::MAX;
 
+#[cfg(not(oomlab_loom))]
 thread_local! {
     /// The task running on this OS thread (threads/loom) or currently resumed coroutine (sim).
     /// Points into an `Arc<Task>` kept alive by the executor for as long as the task runs.
     static CURRENT: Cell<*const Task> = const { Cell::new(std::ptr::null()) };
+}
+// loom runs all model threads as coroutines on one OS thread: a std thread-local would be
+// shared by all of them.
+#[cfg(oomlab_loom)]
+loom::thread_local! {
+    static CURRENT: Cell<*const Task> = Cell::new(std::ptr::null());
 }
 
 pub(crate) fn set_current_ptr(t: *const Task) -> *const Task {
@@ -84,6 +91,8 @@ pub fn in_task() -> bool {
 #[inline]
 pub fn set_current_state(state: u32) {
     with_current(|t| t.state.store(state, Ordering::SeqCst));
+    // smp_store_mb(): the state store is ordered before the caller's condition loads.
+    crate::sync::fence(Ordering::SeqCst);
 }
 
 /// `__set_current_state()` (the kernel's variant without the barrier; SeqCst here too).
@@ -179,6 +188,9 @@ pub fn wake_up_process(t: &Task) -> bool {
 
 /// `try_to_wake_up(p, state)`: if `p`'s state is in `mask`, make it TASK_RUNNING and runnable.
 pub fn try_to_wake_up(t: &Task, mask: u32) -> bool {
+    // smp_mb__after_spinlock() in the kernel's ttwu: the waker's condition stores (e.g. the
+    // rwsem grant) are ordered before its load of the sleeper's state.
+    crate::sync::fence(Ordering::SeqCst);
     let mut s = t.state.load(Ordering::SeqCst);
     loop {
         if s & mask == 0 {
