@@ -754,9 +754,10 @@ impl<T: ?Sized> RwSem<T> {
         Ok(ReadGuard { sem: self })
     }
     pub fn try_read(&self) -> Option<ReadGuard<'_, T>> {
+        // `then`, not `then_some`: a guard built eagerly would up_read on a failed trylock.
         self.raw
             .down_read_trylock()
-            .then_some(ReadGuard { sem: self })
+            .then(|| ReadGuard { sem: self })
     }
     pub fn write(&self) -> WriteGuard<'_, T> {
         self.raw.down_write();
@@ -769,7 +770,7 @@ impl<T: ?Sized> RwSem<T> {
     pub fn try_write(&self) -> Option<WriteGuard<'_, T>> {
         self.raw
             .down_write_trylock()
-            .then_some(WriteGuard { sem: self })
+            .then(|| WriteGuard { sem: self })
     }
     pub fn is_locked(&self) -> bool {
         self.raw.is_locked()
