@@ -50,3 +50,21 @@ fn sim_readers_and_writers_exclude_each_other() {
         assert_eq!(sem.write().0, 4 * 20);
     }
 }
+
+/// Regression: the typed trylocks built their guard eagerly (`bool::then_some`), so a failed
+/// `try_read`/`try_write` dropped a guard and released a hold it never took.
+#[test]
+fn failed_typed_trylock_releases_nothing() {
+    use mm::rwsem::{RWSEM_ACTIVE_READ_BIAS, RWSEM_ACTIVE_WRITE_BIAS};
+    let sem = RwSem::new("t", RwSemModel::A, ());
+    let w = sem.write();
+    assert!(sem.try_read().is_none());
+    assert!(sem.try_write().is_none());
+    assert_eq!(sem.raw().count(), RWSEM_ACTIVE_WRITE_BIAS);
+    drop(w);
+    let r = sem.read();
+    assert!(sem.try_write().is_none());
+    assert_eq!(sem.raw().count(), RWSEM_ACTIVE_READ_BIAS);
+    drop(r);
+    assert_eq!(sem.raw().count(), 0);
+}
