@@ -1,1 +1,6 @@
-//! Workloads and canonical scenarios (issues 4+).
+//! Workloads on emulated machines: user-process behaviour, machine boot, and the canonical
+//! OOM scenarios.
+pub mod machine;
+pub mod scenario;
+pub mod scenarios;
+pub mod user;

@@ -30,7 +30,8 @@
 //! # Deviations
 //! - No optimistic spinning, no `MUTEX_FLAG_HANDOFF` (v4.10 sets it after a woken waiter lost
 //!   the race again; without it a woken waiter can starve behind lock stealers, as before v4.10).
-//! - The owner is a tid (`u32::MAX` outside emulated tasks), not a task pointer.
+//! - The owner is a tid (`u32::MAX` outside emulated tasks), not a task pointer. Outside an
+//!   emulated task only the non-sleeping paths work (trylock, uncontended lock, unlock).
 //! - No lockdep, no `CONFIG_DEBUG_MUTEXES` beyond the owner check in `mutex_unlock`, which is an
 //!   `assert!` (an unlock by a non-owner is an emulator bug).
 

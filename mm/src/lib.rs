@@ -1,9 +1,16 @@
 //! oomlab's emulated kernel core: tasks and signals, the scheduler seam and its executors,
-//! and the killable rw_semaphore. See ARCHITECTURE.md.
+//! the killable rw_semaphore, physical memory with the allocation slow path, and address
+//! spaces with their syscalls and page faults. See ARCHITECTURE.md.
+pub mod errno;
 pub mod gfp;
 pub mod kmutex;
 pub mod lock_events;
+pub mod memory;
+pub mod mm_types;
+pub mod mmap;
+pub mod mmap_lock;
 pub mod page_alloc;
+pub mod pgtable;
 pub mod rwsem;
 pub mod sched;
 pub(crate) mod sync;

@@ -101,6 +101,8 @@ pub const PAGE_POISON: u8 = 0xaa;
 pub const WATERMARK_SCALE_FACTOR: u64 = 10;
 /// Default pool size: 256 MiB.
 pub const DEFAULT_POOL_BYTES: u64 = 256 << 20;
+/// Default [`PoolConfig::reclaim_cost_ns`].
+pub const DEFAULT_RECLAIM_COST_NS: u64 = 100_000;
 
 // ---- alloc_flags (mm/internal.h, v4.15) ----------------------------------------------------
 const ALLOC_WMARK_MIN: u32 = 0;
@@ -234,6 +236,11 @@ pub struct PoolConfig {
     pub poison: bool,
     /// Refuse a pool larger than the host's available memory (sysinfo).
     pub check_host: bool,
+    /// Emulated CPU time one round of direct reclaim costs (`shrink_node` + `shrink_slab`
+    /// scanning with nothing to reclaim), ns; charged through `sched::cpu_work`, i.e. on the
+    /// sim executor's clock only. An emulator choice (default 100 µs) that sets how fast
+    /// virtual time runs while allocators loop.
+    pub reclaim_cost_ns: u64,
 }
 
 impl Default for PoolConfig {
@@ -242,6 +249,7 @@ impl Default for PoolConfig {
             bytes: DEFAULT_POOL_BYTES,
             poison: false,
             check_host: true,
+            reclaim_cost_ns: DEFAULT_RECLAIM_COST_NS,
         }
     }
 }
@@ -458,6 +466,10 @@ pub struct FramePool {
     stats: [AtomicU64; NR_ALLOC_STATS],
     last_slowpath_success_ns: AtomicU64,
     nr_in_slowpath: AtomicU64,
+    reclaim_cost_ns: u64,
+    /// `page->_refcount`: 1 from allocation (handed to the PTE when mapped), +1 per
+    /// `get_page()` (get_user_pages pins); the frame is freed when it drops to 0.
+    refs: Box<[std::sync::atomic::AtomicU32]>,
 }
 
 // SAFETY: `base` points into `_map`, which lives as long as the pool; frames are only accessed
@@ -479,6 +491,20 @@ impl fmt::Debug for FramePool {
 }
 
 /// Decrements the in-slowpath gauge on every exit.
+/// Marks the current task as waiting for memory while it is in the slow path.
+struct MemallocWaiting(Arc<Task>);
+impl MemallocWaiting {
+    fn new(t: Arc<Task>) -> Self {
+        t.set_memalloc_waiting(Some(sched::ktime_get_ns()));
+        MemallocWaiting(t)
+    }
+}
+impl Drop for MemallocWaiting {
+    fn drop(&mut self) {
+        self.0.set_memalloc_waiting(None);
+    }
+}
+
 struct InSlowpath<'a>(&'a AtomicU64);
 impl Drop for InSlowpath<'_> {
     fn drop(&mut self) {
@@ -627,6 +653,10 @@ impl FramePool {
             stats: std::array::from_fn(|_| AtomicU64::new(0)),
             last_slowpath_success_ns: AtomicU64::new(0),
             nr_in_slowpath: AtomicU64::new(0),
+            reclaim_cost_ns: cfg.reclaim_cost_ns,
+            refs: (0..total)
+                .map(|_| std::sync::atomic::AtomicU32::new(0))
+                .collect(),
         }))
     }
 
@@ -852,8 +882,7 @@ impl FramePool {
         let slot = self.this_slot();
         let pfn = {
             let mut list = slot.list.lock();
-            if list.is_empty() {
-                self.rmqueue_bulk(self.pcp_batch, &mut list);
+            if list.is_empty() && self.rmqueue_bulk(self.pcp_batch, &mut list) > 0 {
                 slot.refills.fetch_add(1, Ordering::Relaxed);
             }
             let pfn = list.pop_front()?;
@@ -868,6 +897,7 @@ impl FramePool {
 
     /// `prep_new_page()`: check the poison (`kernel_poison_pages(.., 1)`), then clear the page.
     fn prep_new_page(&self, pfn: Pfn) {
+        self.refs[pfn.0 as usize].store(1, Ordering::Relaxed);
         let p = self.frame_ptr(pfn);
         if self.poison {
             // SAFETY: we own the frame (state Allocated, just taken off a list).
@@ -890,6 +920,7 @@ impl FramePool {
     /// spill to the free list. Freeing a frame that is not Allocated (double free, or still
     /// mapped) asserts.
     pub fn free_page(&self, pfn: Pfn) {
+        self.refs[pfn.0 as usize].store(0, Ordering::Relaxed);
         if let Err(now) = self.frame(pfn).compare_exchange(
             FrameState::Allocated as u8,
             FrameState::Pcp as u8,
@@ -920,6 +951,51 @@ impl FramePool {
             slot.spills.fetch_add(1, Ordering::Relaxed);
         }
         slot.count.store(list.len() as u64, Ordering::Relaxed);
+    }
+
+    /// `get_page()`: take a reference on an allocated or mapped frame (a `get_user_pages` pin
+    /// that keeps the frame alive while it is copied, even if its PTE is zapped meanwhile).
+    pub fn get_page(&self, pfn: Pfn) {
+        let old = self.refs[pfn.0 as usize].fetch_add(1, Ordering::AcqRel);
+        assert!(
+            old > 0,
+            "oomlab: emulator bug: get_page on free frame pfn {pfn}"
+        );
+    }
+
+    /// `put_page()`: drop a reference; the last one frees the frame (which must be unmapped
+    /// by then: [`Self::set_unmapped`] comes first, as `page_remove_rmap` precedes the free).
+    pub fn put_page(&self, pfn: Pfn) {
+        let old = self.refs[pfn.0 as usize].fetch_sub(1, Ordering::AcqRel);
+        assert!(
+            old > 0,
+            "oomlab: emulator bug: put_page on free frame pfn {pfn}"
+        );
+        if old == 1 {
+            self.free_page(pfn);
+        }
+    }
+
+    /// `page_count()`.
+    pub fn page_count(&self, pfn: Pfn) -> u32 {
+        self.refs[pfn.0 as usize].load(Ordering::Acquire)
+    }
+
+    /// `pagefault_out_of_memory()` (mm/oom_kill.c, v4.19): a page fault whose allocation
+    /// failed (VM_FAULT_OOM) runs the OOM killer with `gfp_mask` 0 — unless the task is dying
+    /// or `oom_lock` is taken (then somebody else is handling the OOM).
+    pub fn pagefault_out_of_memory(&self) {
+        if sched::in_task() && sched::fatal_signal_pending() {
+            return;
+        }
+        if !self.oom_lock.mutex_trylock() {
+            return;
+        }
+        self.out_of_memory(&OomControl {
+            gfp: Gfp::from_bits(0),
+            order: 0,
+        });
+        self.oom_lock.mutex_unlock();
     }
 
     /// `drain_all_pages(NULL)`: return every per-CPU list to the free list.
@@ -985,6 +1061,9 @@ impl FramePool {
     fn perform_reclaim(&self, gfp: Gfp) -> u64 {
         cond_resched_if_task();
         let progress = self.try_to_free_pages(gfp);
+        if sched::in_task() {
+            sched::cpu_work(self.reclaim_cost_ns);
+        }
         cond_resched_if_task();
         progress
     }
@@ -1152,6 +1231,8 @@ impl FramePool {
         self.nr_in_slowpath.fetch_add(1, Ordering::Relaxed);
         let _gauge = InSlowpath(&self.nr_in_slowpath);
         let cur: Option<Arc<Task>> = sched::in_task().then(sched::current);
+        // Publish "waits for memory" for the watchdog's wait-for chains.
+        let _waiting = cur.as_ref().map(|t| MemallocWaiting::new(t.clone()));
         let can_direct_reclaim = gfp.allows_blocking();
         // Catch abuse of atomic reserves by callers that are not in atomic context.
         if gfp.contains(Gfp::__GFP_ATOMIC | Gfp::__GFP_DIRECT_RECLAIM) {

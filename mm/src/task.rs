@@ -118,10 +118,36 @@ pub struct Task {
     /// Emulated time (ns) at which the current sleep began; for hung-task reports.
     sleep_since_ns: std::sync::atomic::AtomicU64,
     exited: AtomicBool,
+    /// `PF_EXITING`: the task is in `do_exit()`.
+    pf_exiting: AtomicBool,
     /// Set by a waker that granted this task a read lock it queued for (the kernel clears
     /// `rwsem_waiter::task` instead). A task waits on at most one lock at a time.
     pub(crate) rwsem_granted: crate::sync::AtomicBool,
     lock_events: crate::lock_events::LockEvents,
+    /// `task->mm` (None for kernel threads and after `exit_mm`).
+    mm: parking_lot::Mutex<Option<Arc<crate::mm_types::MmStruct>>>,
+    /// Identity of `task->mm` for lock-free `current->mm == mm` tests.
+    mm_ptr: std::sync::atomic::AtomicPtr<crate::mm_types::MmStruct>,
+    /// `task->rss_stat` (SPLIT_RSS_COUNTING): per-task deltas not yet folded into the mm.
+    rss_cache: [std::sync::atomic::AtomicI64; crate::mm_types::NR_MM_COUNTERS],
+    rss_events: std::sync::atomic::AtomicU32,
+    /// Locks this task holds that matter for wait-for chains (lockdep's `held_locks`, for
+    /// `mmap_lock` and kernel mutexes): object id | 1 if held for write; 0 = free slot.
+    /// Written only by the task itself; read racily by diagnostics.
+    held_locks: [std::sync::atomic::AtomicUsize; MAX_HELD_LOCKS],
+    /// Emulated ns + 1 since which the task waits in the allocator slow path; 0 = not.
+    memalloc_since: std::sync::atomic::AtomicU64,
+}
+
+/// Held-lock slots per task (lockdep's `MAX_LOCK_DEPTH` is 48; the emulated kernel paths
+/// nest at most two).
+pub const MAX_HELD_LOCKS: usize = 4;
+
+/// A lock a task holds, as recorded for diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldLock {
+    pub object_id: usize,
+    pub write: bool,
 }
 
 impl fmt::Debug for Task {
@@ -141,8 +167,15 @@ impl Task {
             wchan: parking_lot::Mutex::new(None),
             sleep_since_ns: std::sync::atomic::AtomicU64::new(0),
             exited: AtomicBool::new(false),
+            pf_exiting: AtomicBool::new(false),
             rwsem_granted: crate::sync::AtomicBool::new(false),
             lock_events: Default::default(),
+            mm: parking_lot::Mutex::new(None),
+            mm_ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            rss_cache: std::array::from_fn(|_| std::sync::atomic::AtomicI64::new(0)),
+            rss_events: std::sync::atomic::AtomicU32::new(0),
+            held_locks: std::array::from_fn(|_| std::sync::atomic::AtomicUsize::new(0)),
+            memalloc_since: std::sync::atomic::AtomicU64::new(0),
         })
     }
     pub fn tid(&self) -> Tid {
@@ -201,9 +234,121 @@ impl Task {
         self.sleep_since_ns
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+    /// `task->mm`.
+    pub fn mm(&self) -> Option<Arc<crate::mm_types::MmStruct>> {
+        self.mm.lock().clone()
+    }
+    /// Is `mm` this task's address space?
+    #[inline]
+    pub fn mm_is(&self, mm: &crate::mm_types::MmStruct) -> bool {
+        std::ptr::eq(
+            self.mm_ptr.load(std::sync::atomic::Ordering::Relaxed),
+            mm as *const _,
+        )
+    }
+    /// Set `task->mm` to a reference the caller already counted in `mm_users`
+    /// (`use_mm`/exec/clone). Returns the previous one (the caller must `mmput` it).
+    pub(crate) fn swap_mm(
+        &self,
+        mm: Option<Arc<crate::mm_types::MmStruct>>,
+    ) -> Option<Arc<crate::mm_types::MmStruct>> {
+        let mut g = self.mm.lock();
+        self.sync_mm_rss_locked(g.as_deref());
+        let p = mm
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |m| Arc::as_ptr(m) as *mut _);
+        self.mm_ptr.store(p, std::sync::atomic::Ordering::Relaxed);
+        std::mem::replace(&mut *g, mm)
+    }
+    /// `add_mm_counter_fast()` on the current task's cache; folds at the threshold.
+    /// Only the task itself calls this.
+    pub(crate) fn rss_cache_add(&self, member: usize, v: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.rss_cache[member];
+        c.store(c.load(Relaxed) + v, Relaxed);
+        let e = self.rss_events.load(Relaxed) + 1;
+        self.rss_events.store(e, Relaxed);
+        if e > crate::mm_types::TASK_RSS_EVENTS_THRESH {
+            self.sync_mm_rss();
+        }
+    }
+    /// `sync_mm_rss()`: fold this task's rss cache into its mm.
+    pub fn sync_mm_rss(&self) {
+        let g = self.mm.lock();
+        self.sync_mm_rss_locked(g.as_deref());
+    }
+    fn sync_mm_rss_locked(&self, mm: Option<&crate::mm_types::MmStruct>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.rss_events.store(0, Relaxed);
+        for (i, c) in self.rss_cache.iter().enumerate() {
+            let v = c.swap(0, Relaxed);
+            if v != 0 {
+                if let Some(mm) = mm {
+                    mm.add_counter_atomic(i, v);
+                }
+            }
+        }
+    }
     /// This task's lock event counters.
     pub fn lock_events(&self) -> &crate::lock_events::LockEvents {
         &self.lock_events
+    }
+    /// Record that this (current) task acquired lock `object_id` (`lock_acquired`).
+    pub fn lockdep_acquired(&self, object_id: usize, write: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        debug_assert!(object_id & 1 == 0);
+        if let Some(slot) = self.held_locks.iter().find(|s| s.load(Relaxed) == 0) {
+            slot.store(object_id | write as usize, Relaxed);
+        }
+    }
+    /// Record the release of lock `object_id` (`lock_release`).
+    pub fn lockdep_released(&self, object_id: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(slot) = self
+            .held_locks
+            .iter()
+            .find(|s| s.load(Relaxed) & !1 == object_id)
+        {
+            slot.store(0, Relaxed);
+        }
+    }
+    /// Locks the task holds (a racy snapshot, as `debug_show_all_locks()` prints).
+    pub fn held_locks(&self) -> Vec<HeldLock> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.held_locks
+            .iter()
+            .map(|s| s.load(Relaxed))
+            .filter(|v| *v != 0)
+            .map(|v| HeldLock {
+                object_id: v & !1,
+                write: v & 1 != 0,
+            })
+            .collect()
+    }
+    /// Since when (emulated ns) the task waits for memory in the allocator slow path.
+    pub fn memalloc_waiting_since(&self) -> Option<u64> {
+        match self
+            .memalloc_since
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            v => Some(v - 1),
+        }
+    }
+    pub(crate) fn set_memalloc_waiting(&self, since_ns: Option<u64>) {
+        self.memalloc_since.store(
+            since_ns.map_or(0, |v| v + 1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    /// `PF_EXITING`.
+    pub fn pf_exiting(&self) -> bool {
+        self.pf_exiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// `exit_signals()`/`PF_EXITING` at the start of `do_exit()`.
+    pub(crate) fn set_pf_exiting(&self) {
+        self.pf_exiting
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
     pub fn has_exited(&self) -> bool {
         self.exited.load(std::sync::atomic::Ordering::SeqCst)
@@ -238,6 +383,8 @@ pub struct ThreadGroup {
     /// `tsk_is_oom_victim()`: the OOM killer chose (or self-marked) this process
     /// (`signal->oom_mm` set, v4.9+). Monotonic.
     oom_victim: AtomicBool,
+    /// `signal->oom_mm`: the victim's address space, pinned with `mmgrab` (`mm_count`).
+    oom_mm: parking_lot::Mutex<Option<Arc<crate::mm_types::MmStruct>>>,
 }
 
 impl fmt::Debug for ThreadGroup {
@@ -275,6 +422,24 @@ impl ThreadGroup {
             .oom_victim
             .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
+    /// `signal->oom_mm`.
+    pub fn oom_mm(&self) -> Option<Arc<crate::mm_types::MmStruct>> {
+        self.oom_mm.lock().clone()
+    }
+    /// The process half of `mark_oom_victim()` (mm/oom_kill.c, v4.15): the first time, record
+    /// `mm` as `signal->oom_mm` (`mmgrab`) and set `MMF_OOM_VICTIM` on it. Returns true the
+    /// first time.
+    pub fn mark_oom_victim(&self, mm: Option<&Arc<crate::mm_types::MmStruct>>) -> bool {
+        let mut g = self.oom_mm.lock();
+        if g.is_none() {
+            if let Some(mm) = mm {
+                mm.mmgrab();
+                mm.set_flag(crate::mm_types::MMF_OOM_VICTIM);
+                *g = Some(mm.clone());
+            }
+        }
+        self.set_oom_victim()
+    }
     /// Set `oom_score_adj`; clamped to the kernel's range −1000..=1000.
     pub fn set_oom_score_adj(&self, adj: i32) {
         self.oom_score_adj
@@ -287,7 +452,8 @@ impl ThreadGroup {
 pub enum CloneKind {
     /// `fork()`: a new process with this `comm`.
     Process { comm: String },
-    /// `clone(CLONE_THREAD)`: a new thread of an existing process.
+    /// `clone(CLONE_THREAD | CLONE_VM)`: a new thread of an existing process; it shares the
+    /// process's address space.
     Thread { tgid: Tgid },
 }
 
@@ -361,6 +527,12 @@ impl TaskList {
                 let tid = g.next_pid;
                 g.next_pid += 1;
                 let task = Task::new(tid, grp.clone(), exec(tid));
+                // CLONE_THREAD implies CLONE_VM: share the group's address space (copy_mm).
+                if let Some(mm) = threads.iter().find_map(|t| t.mm()) {
+                    if mm.mmget_not_zero() {
+                        task.swap_mm(Some(mm));
+                    }
+                }
                 threads.push(task.clone());
                 drop(threads);
                 g.tasks.insert(tid, task.clone());
@@ -376,6 +548,7 @@ impl TaskList {
                     group_exit: AtomicBool::new(false),
                     oom_score_adj: AtomicI32::new(0),
                     oom_victim: AtomicBool::new(false),
+                    oom_mm: parking_lot::Mutex::new(None),
                 });
                 g.groups.insert(tid, grp.clone());
                 let task = Task::new(tid, grp.clone(), exec(tid));

@@ -31,6 +31,8 @@ fn pool(bytes: u64, poison: bool) -> Arc<FramePool> {
         bytes,
         poison,
         check_host: false,
+        // These tests count slow-path rounds per step of virtual time: no reclaim cost.
+        reclaim_cost_ns: 0,
     })
     .expect("pool")
 }
@@ -218,6 +220,7 @@ fn bad_sizes_are_refused() {
             bytes,
             poison: false,
             check_host: false,
+            ..PoolConfig::default()
         }) {
             Err(e @ PoolError::BadSize { .. }) => {
                 assert!(e.to_string().contains("bad memory pool size"), "{e}")
@@ -236,6 +239,7 @@ fn pool_larger_than_the_host_is_refused() {
         bytes,
         poison: false,
         check_host: true,
+        ..PoolConfig::default()
     }) {
         Err(e @ PoolError::TooLarge { .. }) => {
             let PoolError::TooLarge {
@@ -261,6 +265,7 @@ fn pool_larger_than_the_host_is_refused() {
         bytes: 4 * MIB,
         poison: false,
         check_host: true,
+        ..PoolConfig::default()
     })
     .unwrap();
 }

@@ -1,1 +1,6 @@
-//! OOM killer and oom_reaper (issue 4).
+//! The OOM killer, the oom_reaper kthread, the kernel log and the livelock watchdog of an
+//! emulated machine. Implements `mm::page_alloc::OomKiller`; depends only on `mm`.
+pub mod klog;
+pub mod oom_kill;
+pub mod oom_reaper;
+pub mod watchdog;

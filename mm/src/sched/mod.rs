@@ -216,6 +216,18 @@ pub fn cond_resched() {
     with_current(yield_now)
 }
 
+/// Account `ns` of emulated CPU time spent by the current task without sleeping (a cost
+/// model for work the emulation does not perform step by step, such as an LRU scan). The sim
+/// executor advances its clock by `ns`; on the threads executor real time passes by itself,
+/// so this is a no-op.
+pub fn cpu_work(ns: u64) {
+    with_current(|t| match &t.exec {
+        #[cfg(not(oomlab_loom))]
+        ExecHandle::Sim(s, _) => s.advance_clock(ns),
+        _ => {}
+    })
+}
+
 /// `jiffies`.
 pub fn jiffies() -> u64 {
     with_current(jiffies_of)

@@ -199,6 +199,10 @@ impl SimShared {
         self.inner.lock().now_ns
     }
 
+    pub(crate) fn advance_clock(&self, ns: u64) {
+        self.inner.lock().now_ns += ns;
+    }
+
     pub(crate) fn yield_now(&self, _idx: usize) {
         suspend(Switch::Yield);
     }
@@ -349,6 +353,8 @@ impl Sim {
             let co = Coroutine::with_stack(stack, move |y: &Yielder<(), Switch>, ()| {
                 YIELDER.with(|c| c.set(y as *const _));
                 f();
+                // do_exit(): release the address space in task context.
+                crate::memory::exit_mm();
             });
             assert_eq!(self.cos.len(), t.tid() as usize - 1);
             self.cos.push(Some(co));

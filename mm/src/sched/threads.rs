@@ -195,6 +195,8 @@ pub(crate) fn spawn_on(
             super::set_current_ptr(Arc::as_ptr(&t2));
             let _exit = Exit(t2, sh);
             f();
+            // do_exit(): release the address space in task context.
+            crate::memory::exit_mm();
         })
         .expect("spawning an OS thread for an emulated task");
     shared.handles.lock().push(h);

@@ -1,0 +1,303 @@
+//! Page tables of an emulated address space.
+//!
+//! Models the x86-64 4-level page table walked by `handle_mm_fault()` (mm/memory.c, v4.15),
+//! folded to three levels (PGD → PMD → PTE table), 9 bits each, covering
+//! [`TASK_SIZE`] = 512 GiB of user address space. Upper-level tables are allocated on demand
+//! and installed with a compare-and-swap (the kernel installs them under
+//! `mm->page_table_lock`); they are freed only at [`PageTable`] drop, i.e. at `exit_mmap`
+//! time, when no walker can exist.
+//!
+//! Each PTE table has its own spinlock, the kernel's split PTE lock (`pte_lockptr()`,
+//! `USE_SPLIT_PTE_PTLOCKS`): installing a PTE (page fault) and clearing one (munmap, the
+//! oom_reaper, exit) happen under it, so that a fault that checks `MMF_UNSTABLE` under the PTE
+//! lock can never install a page behind a reaper that already zapped that table
+//! (`check_stable_address_space()`, v4.15). Entries are atomics so that lock-free readers
+//! (the emulated MMU on an access hit) see whole values.
+//!
+//! PTE encoding (emulator's own): 0 = `pte_none`; otherwise `pfn << 12 | flags` with
+//! [`PTE_PRESENT`], [`PTE_WRITE`] and [`PTE_ZERO`] (maps the shared zero page; no frame).
+//!
+//! Deviations: page-table memory comes from the host heap, not from the frame pool (it is still
+//! counted in `nr_ptes`/`pgtables_bytes` for `oom_badness`); tables are not freed on munmap
+//! (`free_pgtables`) but at teardown.
+
+use crate::sync::RawSpinLock;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+/// Bits per level.
+const LEVEL_BITS: u32 = 9;
+const ENTRIES: usize = 1 << LEVEL_BITS;
+/// `PAGE_SHIFT`.
+pub const PAGE_SHIFT: u32 = 12;
+/// `PAGE_SIZE`.
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// `TASK_SIZE`: the end of the user address space (512 GiB here).
+pub const TASK_SIZE: u64 = 1 << (PAGE_SHIFT + 3 * LEVEL_BITS);
+
+pub const PTE_PRESENT: u64 = 1 << 0;
+pub const PTE_WRITE: u64 = 1 << 1;
+/// The entry maps the zero page (`my_zero_pfn()`), read-only, no frame behind it.
+pub const PTE_ZERO: u64 = 1 << 2;
+
+/// Decoded PTE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pte {
+    None,
+    /// The shared zero page, read-only.
+    Zero,
+    /// A frame.
+    Page {
+        pfn: u32,
+        write: bool,
+    },
+}
+
+impl Pte {
+    pub fn decode(v: u64) -> Pte {
+        if v & PTE_PRESENT == 0 {
+            Pte::None
+        } else if v & PTE_ZERO != 0 {
+            Pte::Zero
+        } else {
+            Pte::Page {
+                pfn: (v >> PAGE_SHIFT) as u32,
+                write: v & PTE_WRITE != 0,
+            }
+        }
+    }
+    pub fn encode(self) -> u64 {
+        match self {
+            Pte::None => 0,
+            Pte::Zero => PTE_PRESENT | PTE_ZERO,
+            Pte::Page { pfn, write } => {
+                ((pfn as u64) << PAGE_SHIFT) | PTE_PRESENT | if write { PTE_WRITE } else { 0 }
+            }
+        }
+    }
+}
+
+/// A last-level table with its split PTE lock.
+pub struct PteTable {
+    ptl: RawSpinLock<()>,
+    entries: [AtomicU64; ENTRIES],
+}
+
+struct Pmd {
+    tables: [AtomicPtr<PteTable>; ENTRIES],
+}
+
+/// The page tables of one address space.
+pub struct PageTable {
+    pgd: [AtomicPtr<Pmd>; ENTRIES],
+    /// Last-level tables allocated (`mm->nr_ptes`).
+    nr_ptes: AtomicU64,
+}
+
+impl Default for PageTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn idx(addr: u64, level: u32) -> usize {
+    ((addr >> (PAGE_SHIFT + level * LEVEL_BITS)) as usize) & (ENTRIES - 1)
+}
+
+/// A locked PTE table (`pte_offset_map_lock()`); entries are changed through it.
+pub struct PteLocked<'a> {
+    table: &'a PteTable,
+    _g: crate::sync::SpinGuard<'a, ()>,
+}
+
+impl PteLocked<'_> {
+    /// Read the entry for `addr`.
+    pub fn get(&self, addr: u64) -> Pte {
+        Pte::decode(self.table.entries[idx(addr, 0)].load(Ordering::Acquire))
+    }
+    /// Write the entry for `addr` (`set_pte_at()`).
+    pub fn set(&self, addr: u64, pte: Pte) {
+        self.table.entries[idx(addr, 0)].store(pte.encode(), Ordering::Release);
+    }
+    /// Clear the entry and return the old value (`ptep_get_and_clear()`).
+    pub fn take(&self, addr: u64) -> Pte {
+        Pte::decode(self.table.entries[idx(addr, 0)].swap(0, Ordering::AcqRel))
+    }
+}
+
+impl PageTable {
+    pub fn new() -> Self {
+        PageTable {
+            pgd: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            nr_ptes: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of last-level tables (`mm_nr_ptes()`).
+    pub fn nr_ptes(&self) -> u64 {
+        self.nr_ptes.load(Ordering::Relaxed)
+    }
+
+    fn pmd(&self, addr: u64, alloc: bool) -> Option<&Pmd> {
+        debug_assert!(addr < TASK_SIZE);
+        let slot = &self.pgd[idx(addr, 2)];
+        let p = slot.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: installed tables live until the PageTable drops.
+            return Some(unsafe { &*p });
+        }
+        if !alloc {
+            return None;
+        }
+        let new = Box::into_raw(Box::new(Pmd {
+            tables: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+        }));
+        match slot.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: just installed; lives until drop.
+            Ok(_) => Some(unsafe { &*new }),
+            Err(cur) => {
+                // SAFETY: `new` was never shared.
+                drop(unsafe { Box::from_raw(new) });
+                // SAFETY: as above.
+                Some(unsafe { &*cur })
+            }
+        }
+    }
+
+    fn table(&self, addr: u64, alloc: bool) -> Option<&PteTable> {
+        let pmd = self.pmd(addr, alloc)?;
+        let slot = &pmd.tables[idx(addr, 1)];
+        let p = slot.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: installed tables live until the PageTable drops.
+            return Some(unsafe { &*p });
+        }
+        if !alloc {
+            return None;
+        }
+        let new = Box::into_raw(Box::new(PteTable {
+            ptl: RawSpinLock::new(()),
+            entries: std::array::from_fn(|_| AtomicU64::new(0)),
+        }));
+        match slot.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                self.nr_ptes.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: just installed; lives until drop.
+                Some(unsafe { &*new })
+            }
+            Err(cur) => {
+                // SAFETY: `new` was never shared.
+                drop(unsafe { Box::from_raw(new) });
+                // SAFETY: as above.
+                Some(unsafe { &*cur })
+            }
+        }
+    }
+
+    /// Lock-free read of the PTE for `addr` (what the MMU sees).
+    pub fn lookup(&self, addr: u64) -> Pte {
+        match self.table(addr, false) {
+            None => Pte::None,
+            Some(t) => Pte::decode(t.entries[idx(addr, 0)].load(Ordering::Acquire)),
+        }
+    }
+
+    /// `pte_alloc()` + `pte_offset_map_lock()`: the locked table covering `addr`.
+    pub fn lock_alloc(&self, addr: u64) -> PteLocked<'_> {
+        let table = self.table(addr, true).expect("allocating a page table");
+        PteLocked {
+            table,
+            _g: table.ptl.lock(),
+        }
+    }
+
+    /// The locked table covering `addr`, if it exists.
+    pub fn lock(&self, addr: u64) -> Option<PteLocked<'_>> {
+        let table = self.table(addr, false)?;
+        Some(PteLocked {
+            table,
+            _g: table.ptl.lock(),
+        })
+    }
+
+    /// Clear every PTE in [start, end) for which `filter` holds, one table at a time under its
+    /// lock (`zap_pte_range()`); `on_clear(addr, old)` runs for each cleared present entry with
+    /// the lock held (the caller drops its page reference there, as `zap_pte_range` does).
+    pub fn zap_range(&self, start: u64, end: u64, mut on_clear: impl FnMut(u64, Pte)) {
+        let mut addr = start;
+        let span = PAGE_SIZE << LEVEL_BITS;
+        while addr < end {
+            let next = ((addr / span) + 1) * span;
+            let stop = next.min(end);
+            if let Some(locked) = self.lock(addr) {
+                let mut a = addr;
+                while a < stop {
+                    let old = locked.take(a);
+                    if old != Pte::None {
+                        on_clear(a, old);
+                    }
+                    a += PAGE_SIZE;
+                }
+            }
+            addr = stop;
+        }
+    }
+
+    /// Apply `f` to every present PTE in [start, end), under the table locks
+    /// (`change_pte_range()`); `f` returns the new entry.
+    pub fn update_range(&self, start: u64, end: u64, mut f: impl FnMut(Pte) -> Pte) {
+        let mut addr = start;
+        let span = PAGE_SIZE << LEVEL_BITS;
+        while addr < end {
+            let next = ((addr / span) + 1) * span;
+            let stop = next.min(end);
+            if let Some(locked) = self.lock(addr) {
+                let mut a = addr;
+                while a < stop {
+                    let old = locked.get(a);
+                    if old != Pte::None {
+                        locked.set(a, f(old));
+                    }
+                    a += PAGE_SIZE;
+                }
+            }
+            addr = stop;
+        }
+    }
+}
+
+impl Drop for PageTable {
+    fn drop(&mut self) {
+        for slot in &self.pgd {
+            let p = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: we own the tables exclusively at drop.
+            let pmd = unsafe { Box::from_raw(p) };
+            for t in &pmd.tables {
+                let tp = t.swap(std::ptr::null_mut(), Ordering::AcqRel);
+                if !tp.is_null() {
+                    // SAFETY: as above.
+                    let table = unsafe { Box::from_raw(tp) };
+                    for e in table.entries.iter().filter(|_| !std::thread::panicking()) {
+                        assert_eq!(
+                            Pte::decode(e.load(Ordering::Relaxed)),
+                            Pte::None,
+                            "page table freed with a live PTE (a frame would leak)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

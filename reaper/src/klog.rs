@@ -1,0 +1,130 @@
+//! The emulated kernel log (`printk` ring buffer, as `dmesg` prints it).
+//!
+//! Lines carry the emulated time of the task that printed them, formatted as dmesg does:
+//! `[    12.345678] text`. The buffer is bounded (oldest lines dropped, counted), like the
+//! kernel's ring buffer.
+
+use parking_lot::Mutex;
+use std::fmt;
+
+/// One log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub ts_ns: u64,
+    pub text: String,
+}
+
+impl fmt::Display for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{:5}.{:06}] {}",
+            self.ts_ns / 1_000_000_000,
+            (self.ts_ns % 1_000_000_000) / 1000,
+            self.text
+        )
+    }
+}
+
+/// The log buffer.
+pub struct KernelLog {
+    lines: Mutex<(Vec<LogLine>, u64)>,
+    cap: usize,
+    echo: bool,
+}
+
+impl Default for KernelLog {
+    fn default() -> Self {
+        Self::new(100_000, false)
+    }
+}
+
+impl KernelLog {
+    /// A buffer of at most `cap` lines; with `echo`, lines are also written to stderr as they
+    /// are printed (the console).
+    pub fn new(cap: usize, echo: bool) -> Self {
+        KernelLog {
+            lines: Mutex::new((Vec::new(), 0)),
+            cap,
+            echo,
+        }
+    }
+
+    /// `printk()`: append a line stamped with the current task's emulated time (0 outside
+    /// tasks).
+    pub fn printk(&self, text: impl Into<String>) {
+        let ts_ns = if mm::sched::in_task() {
+            mm::sched::ktime_get_ns()
+        } else {
+            0
+        };
+        let line = LogLine {
+            ts_ns,
+            text: text.into(),
+        };
+        if self.echo {
+            eprintln!("{line}");
+        }
+        let mut g = self.lines.lock();
+        if g.0.len() >= self.cap {
+            g.0.remove(0);
+            g.1 += 1;
+        }
+        g.0.push(line);
+    }
+
+    /// A copy of the buffer.
+    pub fn lines(&self) -> Vec<LogLine> {
+        self.lines.lock().0.clone()
+    }
+
+    /// Lines dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.lines.lock().1
+    }
+
+    /// Lines containing `pat`.
+    pub fn grep(&self, pat: &str) -> Vec<LogLine> {
+        self.lines
+            .lock()
+            .0
+            .iter()
+            .filter(|l| l.text.contains(pat))
+            .cloned()
+            .collect()
+    }
+}
+
+/// `___ratelimit()` with `DEFAULT_RATELIMIT_INTERVAL` (5 s) and `DEFAULT_RATELIMIT_BURST` (10),
+/// as `oom_rs` uses for `dump_header()`.
+pub struct RateLimit {
+    state: Mutex<(u64, u32)>,
+    interval_ns: u64,
+    burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            state: Mutex::new((0, 0)),
+            interval_ns: 5_000_000_000,
+            burst: 10,
+        }
+    }
+}
+
+impl RateLimit {
+    /// True if the caller may print now.
+    pub fn allow(&self, now_ns: u64) -> bool {
+        let mut g = self.state.lock();
+        if g.1 == 0 || now_ns >= g.0 + self.interval_ns {
+            *g = (now_ns, 0);
+        }
+        if g.1 < self.burst {
+            g.1 += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
