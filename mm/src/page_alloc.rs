@@ -490,7 +490,6 @@ impl fmt::Debug for FramePool {
     }
 }
 
-/// Decrements the in-slowpath gauge on every exit.
 /// Marks the current task as waiting for memory while it is in the slow path.
 struct MemallocWaiting(Arc<Task>);
 impl MemallocWaiting {
@@ -505,6 +504,7 @@ impl Drop for MemallocWaiting {
     }
 }
 
+/// Decrements the in-slowpath gauge on every exit.
 struct InSlowpath<'a>(&'a AtomicU64);
 impl Drop for InSlowpath<'_> {
     fn drop(&mut self) {
