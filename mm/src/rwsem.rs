@@ -434,6 +434,15 @@ impl RawRwSem {
                     if now & RWSEM_ACTIVE_MASK != 0 {
                         return;
                     }
+                    // Deviation: nothing changed the count between our grant and its undo, so
+                    // retrying cannot succeed. This state (two waiting biases, nobody active)
+                    // is unreachable in Model A; with RfcV1's stale bias v4.7 would spin here
+                    // until another CPU touched the count (a hard lockup on one CPU). The
+                    // emulation abandons the grant instead, as kernel-rwsem.md §5.3 describes,
+                    // so the sim reports the stranded reader as a deadlock.
+                    if now == oldcount {
+                        return;
+                    }
                     // The last active locker left: retry.
                     continue;
                 }

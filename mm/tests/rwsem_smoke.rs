@@ -35,7 +35,7 @@ fn sim_readers_and_writers_exclude_each_other() {
                         let g = sem.read();
                         let a = g.0;
                         sched::cond_resched();
-                        assert_eq!(a, g.1 + 0 * a, "writer inside while reading");
+                        assert_eq!(a, g.1, "writer inside while reading");
                         assert_eq!(g.0, g.1);
                     }
                     sched::cond_resched();
