@@ -31,7 +31,7 @@ mod bench {
     use crate::common::{self, median, num, BenchArgs};
     use mm::sched::sim::{Sim, SimConfig, SimOutcome};
     use mm::task::CloneKind;
-    use serde_json::{json, Map, Value};
+    use serde_json::{json, Map};
     use std::time::Instant;
 
     const TASKS: [usize; 4] = [2, 8, 64, 256];
@@ -142,13 +142,10 @@ mod bench {
                     "pass_all": rows.iter().all(|r| r["pass"] == true),
                 }),
             );
-            sections.insert(
-                "command".into(),
-                Value::from(format!(
-                    "OOMLAB_BENCH_SWITCHES={total} OOMLAB_BENCH_SAMPLES={nsamples} cargo bench -p mm --bench sim_switch"
-                )),
+            let command = format!(
+                "OOMLAB_BENCH_SWITCHES={total} OOMLAB_BENCH_SAMPLES={nsamples} cargo bench -p mm --bench sim_switch"
             );
-            common::write_json("sim_switch", sections);
+            common::write_json("sim_switch", &command, sections);
         }
     }
 }

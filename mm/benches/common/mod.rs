@@ -109,8 +109,9 @@ pub fn num(x: f64) -> Value {
 }
 
 /// Merge `sections` into `<target>/oomlab-bench/<bench>.json` (sections not run this time,
-/// e.g. under a FILTER, keep their previous values) and stamp the run.
-pub fn write_json(bench: &str, sections: Map<String, Value>) {
+/// e.g. under a FILTER, keep their previous values). Each section written now is stamped with
+/// the `command` that produced it and the time.
+pub fn write_json(bench: &str, command: &str, sections: Map<String, Value>) {
     let dir = target_dir().join("oomlab-bench");
     let path = dir.join(format!("{bench}.json"));
     let mut root = std::fs::read_to_string(&path)
@@ -122,19 +123,19 @@ pub fn write_json(bench: &str, sections: Map<String, Value>) {
         })
         .unwrap_or_default();
     root.insert("bench".into(), Value::from(bench));
-    root.insert(
-        "unix_time_s".into(),
-        Value::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        ),
-    );
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    root.insert("unix_time_s".into(), Value::from(now_s));
     root.insert(
         "host_cpus".into(),
         Value::from(std::thread::available_parallelism().map_or(0, |n| n.get())),
     );
-    for (k, v) in sections {
+    for (k, mut v) in sections {
+        if let Value::Object(m) = &mut v {
+            m.insert("command".into(), Value::from(command));
+            m.insert("unix_time_s".into(), Value::from(now_s));
+        }
         root.insert(k, v);
     }
     std::fs::create_dir_all(&dir).expect("creating the oomlab-bench directory");
