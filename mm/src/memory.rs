@@ -53,6 +53,9 @@ pub fn page_align_down(addr: u64) -> u64 {
 ///
 /// - Read fault on private anonymous memory maps the shared zero page (no allocation).
 /// - Write fault on `pte_none` or on the zero page allocates a zeroed frame.
+/// - Write fault on a present, write-protected page (after `mprotect` took `PROT_WRITE` away
+///   and gave it back) makes the entry writable: `do_wp_page()` → `wp_page_reuse()`, since
+///   without fork every anonymous page has one mapping (shmem pages are shared anyway).
 /// - Shared anonymous (shmem) faults always allocate; pages are charged to MM_SHMEMPAGES.
 /// - `check_stable_address_space()` under the PTE lock: an `MMF_UNSTABLE` mm gets SIGBUS.
 ///
@@ -65,21 +68,39 @@ fn fault_locked(mm: &MmStruct, vma: &Vma, addr: u64, write: bool) -> Result<(), 
     // Decide under the lock-free view whether a frame is needed, allocate it with no lock
     // held (the allocator may sleep), then install under the PTE lock.
     let cur = pt.lookup(addr);
+    // change_protection() rewrites every entry of the range under the write lock, so an
+    // inaccessible entry never meets a VMA that allows the access.
+    assert!(
+        !matches!(cur, Pte::ProtNone { .. }),
+        "oomlab: emulator bug: PROT_NONE PTE at {addr:#x} in {vma:?}"
+    );
     let need_frame = match cur {
         Pte::None => write || shared,
         Pte::Zero => write,
-        Pte::Page { .. } => false,
+        Pte::Page { .. } | Pte::ProtNone { .. } => false,
     };
     if !need_frame {
-        if cur == Pte::None {
-            // do_anonymous_page(), read fault: map the zero page.
-            let locked = pt.lock_alloc(addr);
-            if mm.test_flag(MMF_UNSTABLE) {
-                return Err(VmFault::Bus);
+        match cur {
+            Pte::None => {
+                // do_anonymous_page(), read fault: map the zero page.
+                let locked = pt.lock_alloc(addr);
+                if mm.test_flag(MMF_UNSTABLE) {
+                    return Err(VmFault::Bus);
+                }
+                if locked.get(addr) == Pte::None {
+                    locked.set(addr, Pte::Zero);
+                }
             }
-            if locked.get(addr) == Pte::None {
-                locked.set(addr, Pte::Zero);
+            Pte::Page { pfn, write: false } if write => {
+                // do_wp_page() → wp_page_reuse(): maybe_mkwrite() under the PTE lock if the
+                // entry is unchanged (`pte_same`). Without this the access would fault again
+                // forever. (The caller checked VM_WRITE.)
+                let locked = pt.lock_alloc(addr);
+                if locked.get(addr) == cur {
+                    locked.set(addr, Pte::Page { pfn, write: true });
+                }
             }
+            _ => {}
         }
         return Ok(());
     }
@@ -105,7 +126,7 @@ fn fault_locked(mm: &MmStruct, vma: &Vma, addr: u64, write: bool) -> Result<(), 
             drop(locked);
             add_mm_counter(mm, vma.rss_type(), 1);
         }
-        Pte::Page { .. } => {
+        Pte::Page { .. } | Pte::ProtNone { .. } => {
             // Someone else installed a page meanwhile (`!pte_same`): release ours.
             drop(locked);
             mm.pool.put_page(pfn);
@@ -169,6 +190,11 @@ pub fn pagefault_out_of_memory(mm: &MmStruct) {
 /// page fault. A write stores `val` into the byte at `addr` (through a page reference, as
 /// the CPU would through the TLB).
 pub fn touch(mm: &MmStruct, addr: u64, write: bool, val: u8) -> Result<(), FaultError> {
+    // A user access to a kernel address never reaches the page tables of the user half:
+    // SIGSEGV (x86 `bad_area_nosemaphore` for `fault_in_kernel_space`).
+    if addr >= TASK_SIZE {
+        return Err(FaultError::Segv);
+    }
     loop {
         match mm.pgtable.lookup(addr) {
             Pte::Page { pfn, write: w } if w || !write => {
@@ -211,7 +237,8 @@ pub(crate) fn zap_vma_range(mm: &MmStruct, vma: &Vma, start: u64, end: u64) -> u
     let mut n = 0;
     let pool = &mm.pool;
     mm.pgtable.zap_range(start, end, |_, old| {
-        if let Pte::Page { pfn, .. } = old {
+        // Accessible or PROT_NONE: either way the entry held the frame's mapping reference.
+        if let Some(pfn) = old.frame() {
             let pfn = crate::page_alloc::Pfn(pfn);
             pool.set_unmapped(pfn);
             pool.put_page(pfn);

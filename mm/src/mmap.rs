@@ -159,8 +159,10 @@ fn populate(mm: &MmStruct, start: u64, end: u64) -> Result<(), FaultError> {
         let writable = {
             let g = mmap_read_lock(mm);
             match g.vma_at(a) {
-                Some(v) => v.flags & vm::VM_WRITE != 0,
-                None => return Err(FaultError::Segv),
+                // check_vma_flags(): without FOLL_FORCE (not set for PROT_NONE VMAs by
+                // populate_vma_page_range) GUP fails with -EFAULT, present pages or not.
+                Some(v) if v.flags & vm::VM_ACCESS != 0 => v.flags & vm::VM_WRITE != 0,
+                _ => return Err(FaultError::Segv),
             }
         };
         if mm.pgtable.lookup(a) == Pte::None || (writable && mm.pgtable.lookup(a) == Pte::Zero) {
@@ -172,69 +174,87 @@ fn populate(mm: &MmStruct, start: u64, end: u64) -> Result<(), FaultError> {
     Ok(())
 }
 
-/// Common argument checks of munmap/mprotect/mlock: page-aligned start, non-overflowing
-/// length inside `TASK_SIZE`. Returns the aligned end.
-fn range(addr: u64, len: u64, zero_ok: bool) -> Result<Option<u64>, Errno> {
+/// `do_munmap()`'s argument checks: page-aligned start, non-zero, non-overflowing length
+/// inside `TASK_SIZE`, else EINVAL. Returns the aligned end.
+fn munmap_range(addr: u64, len: u64) -> Result<u64, Errno> {
     if offset_in_page(addr) {
         return Err(Errno::EINVAL);
     }
     let len = page_align(len).ok_or(Errno::EINVAL)?;
     if len == 0 {
-        return if zero_ok {
-            Ok(None)
-        } else {
-            Err(Errno::EINVAL)
-        };
+        return Err(Errno::EINVAL);
     }
     let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
     if end > TASK_SIZE {
         return Err(Errno::EINVAL);
     }
-    Ok(Some(end))
+    Ok(end)
 }
 
 /// `munmap(2)`: `__vm_munmap()` → `do_munmap()` (v4.7; killable per the knob as in the RFC's
 /// open-coded munmap). EINVAL for an unaligned address, zero length or a range outside the
 /// user address space; unmapping a hole is not an error.
 pub fn munmap(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
-    let end = range(addr, len, false)?.expect("non-zero");
+    let end = munmap_range(addr, len)?;
     let mut g = write_lock(mm)?;
     unmap_locked(mm, &mut g, addr, end);
     mm.update_total_vm(&g);
     Ok(())
 }
 
-/// `mprotect(2)` (`do_mprotect_pkey()`, v4.7): EINVAL for unaligned start or unknown prot
-/// bits; ENOMEM if part of the range is unmapped. Present PTEs lose their write permission
-/// when `PROT_WRITE` goes (`change_protection()`); gaining it takes effect at the next fault.
+/// `mprotect(2)` (`do_mprotect_pkey()`, v4.7), checks in the kernel's order: EINVAL for an
+/// unaligned start; zero length succeeds; ENOMEM when `PAGE_ALIGN(len)` wraps or the end
+/// does (`end <= start`); EINVAL for unknown prot bits; ENOMEM if part of the range is
+/// unmapped (no VMA exists past `TASK_SIZE`). `change_protection()` rewrites the present
+/// PTEs ([`Pte::modify`]): they lose write permission when `PROT_WRITE` goes and become
+/// inaccessible under `PROT_NONE` (still resident); gaining write takes effect at the next
+/// fault. Deviation: a hole makes the whole call fail before any change, where the kernel
+/// applies the change to the VMAs before the hole, then fails.
 pub fn mprotect(mm: &MmStruct, addr: u64, len: u64, prot: u32) -> Result<(), Errno> {
+    if offset_in_page(addr) {
+        return Err(Errno::EINVAL);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let end = addr.wrapping_add(len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1));
+    if end <= addr {
+        return Err(Errno::ENOMEM);
+    }
     if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
         return Err(Errno::EINVAL);
     }
-    let Some(end) = range(addr, len, true)? else {
-        return Ok(());
-    };
     let mut g = write_lock(mm)?;
     if !g.covers(addr, end) {
         return Err(Errno::ENOMEM);
     }
     let new = prot_to_vm(prot);
     g.update_flags(addr, end, |f| (f & !vm::VM_ACCESS) | new);
-    if new & vm::VM_WRITE == 0 {
-        mm.pgtable.update_range(addr, end, |p| match p {
-            Pte::Page { pfn, .. } => Pte::Page { pfn, write: false },
-            other => other,
-        });
-    }
+    mm.pgtable.update_range(addr, end, |p| p.modify(new));
     Ok(())
+}
+
+/// `do_mlock()`'s range arithmetic, with the kernel's wrapping: `len = PAGE_ALIGN(len +
+/// offset_in_page(start))`, `start &= PAGE_MASK`; then `apply_vma_lock_flags()`: `end <
+/// start` is EINVAL, `end == start` succeeds at once (`None`). A range past `TASK_SIZE`
+/// finds no VMA: the callers' coverage check reports ENOMEM.
+fn mlock_range(addr: u64, len: u64) -> Result<Option<(u64, u64)>, Errno> {
+    let start = crate::memory::page_align_down(addr);
+    let len = len.wrapping_add(addr - start).wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    let end = start.wrapping_add(len);
+    if end < start {
+        return Err(Errno::EINVAL);
+    }
+    Ok((end > start).then_some((start, end)))
 }
 
 /// `mlock(2)` (`do_mlock()`, v4.7): set `VM_LOCKED` on the range (ENOMEM if part of it is
 /// unmapped), drop the lock, then fault the range in (`__mm_populate`). EINTR if the killable
-/// write wait was killed. `RLIMIT_MEMLOCK` is not enforced (the workloads run as root).
+/// write wait was killed. Populate errors as `__mlock_posix_error_return()` reports them:
+/// EFAULT (a PROT_NONE VMA, SIGBUS) → ENOMEM, ENOMEM (VM_FAULT_OOM) → EAGAIN; a fatal signal
+/// ends it with EINTR. `RLIMIT_MEMLOCK` is not enforced (the workloads run as root).
 pub fn mlock(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
-    let start = crate::memory::page_align_down(addr);
-    let Some(end) = range(start, len + (addr - start), true)? else {
+    let Some((start, end)) = mlock_range(addr, len)? else {
         return Ok(());
     };
     {
@@ -246,16 +266,16 @@ pub fn mlock(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
     }
     match populate(mm, start, end) {
         Ok(()) => Ok(()),
-        Err(FaultError::Oom) => Err(Errno::ENOMEM),
+        Err(FaultError::Oom) => Err(Errno::EAGAIN),
         Err(FaultError::Killed) => Err(Errno::EINTR),
-        Err(_) => Err(Errno::ENOMEM),
+        Err(FaultError::Segv | FaultError::Bus) => Err(Errno::ENOMEM),
     }
 }
 
-/// `munlock(2)`: clear `VM_LOCKED` on the range; ENOMEM if part of it is unmapped.
+/// `munlock(2)`: clear `VM_LOCKED` on the range (same range rules as [`mlock`]); ENOMEM if
+/// part of it is unmapped.
 pub fn munlock(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
-    let start = crate::memory::page_align_down(addr);
-    let Some(end) = range(start, len + (addr - start), true)? else {
+    let Some((start, end)) = mlock_range(addr, len)? else {
         return Ok(());
     };
     let mut g = write_lock(mm)?;

@@ -15,7 +15,9 @@
 //! (the emulated MMU on an access hit) see whole values.
 //!
 //! PTE encoding (emulator's own): 0 = `pte_none`; otherwise `pfn << 12 | flags` with
-//! [`PTE_PRESENT`], [`PTE_WRITE`] and [`PTE_ZERO`] (maps the shared zero page; no frame).
+//! [`PTE_PRESENT`], [`PTE_WRITE`], [`PTE_ZERO`] (maps the shared zero page; no frame) and
+//! [`PTE_PROTNONE`] (x86 `_PAGE_PROTNONE`: the page stays mapped and counted, but the MMU
+//! refuses every access, so user accesses fault).
 //!
 //! Deviations: page-table memory comes from the host heap, not from the frame pool (it is still
 //! counted in `nr_ptes`/`pgtables_bytes` for `oom_badness`); tables are not freed on munmap
@@ -38,6 +40,9 @@ pub const PTE_PRESENT: u64 = 1 << 0;
 pub const PTE_WRITE: u64 = 1 << 1;
 /// The entry maps the zero page (`my_zero_pfn()`), read-only, no frame behind it.
 pub const PTE_ZERO: u64 = 1 << 2;
+/// `_PAGE_PROTNONE`: present for the kernel (`pte_present()`), inaccessible to the MMU; what
+/// `change_protection()` installs for `PROT_NONE`.
+pub const PTE_PROTNONE: u64 = 1 << 3;
 
 /// Decoded PTE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,12 +55,21 @@ pub enum Pte {
         pfn: u32,
         write: bool,
     },
+    /// A `PROT_NONE` entry: the frame (or, with `None`, the zero page) stays mapped, but every
+    /// user access faults.
+    ProtNone {
+        pfn: Option<u32>,
+    },
 }
 
 impl Pte {
     pub fn decode(v: u64) -> Pte {
         if v & PTE_PRESENT == 0 {
             Pte::None
+        } else if v & PTE_PROTNONE != 0 {
+            Pte::ProtNone {
+                pfn: (v & PTE_ZERO == 0).then_some((v >> PAGE_SHIFT) as u32),
+            }
         } else if v & PTE_ZERO != 0 {
             Pte::Zero
         } else {
@@ -72,6 +86,40 @@ impl Pte {
             Pte::Page { pfn, write } => {
                 ((pfn as u64) << PAGE_SHIFT) | PTE_PRESENT | if write { PTE_WRITE } else { 0 }
             }
+            Pte::ProtNone { pfn: Some(pfn) } => {
+                ((pfn as u64) << PAGE_SHIFT) | PTE_PRESENT | PTE_PROTNONE
+            }
+            Pte::ProtNone { pfn: None } => PTE_PRESENT | PTE_PROTNONE | PTE_ZERO,
+        }
+    }
+    /// The frame behind the entry, if any (`vm_normal_page()`): a page, accessible or not.
+    pub fn frame(self) -> Option<u32> {
+        match self {
+            Pte::Page { pfn, .. } | Pte::ProtNone { pfn: Some(pfn) } => Some(pfn),
+            _ => None,
+        }
+    }
+    /// `pte_modify(pte, vm_get_page_prot(flags))` for a present entry (`change_pte_range()`):
+    /// the entry `change_protection()` installs for the new VMA access bits `vm_access`
+    /// (`VM_READ | VM_WRITE | VM_EXEC`). No access ⇒ [`Pte::ProtNone`]; otherwise the page
+    /// becomes accessible again, write-protected if `VM_WRITE` went. Gaining `VM_WRITE` does
+    /// not make a private entry writable (v4.x): the next write fault does (`do_wp_page`).
+    pub fn modify(self, vm_access: u64) -> Pte {
+        use crate::mm_types::vm::{VM_ACCESS, VM_WRITE};
+        if vm_access & VM_ACCESS == 0 {
+            return match self {
+                Pte::None => Pte::None,
+                other => Pte::ProtNone { pfn: other.frame() },
+            };
+        }
+        match self {
+            Pte::ProtNone { pfn: None } => Pte::Zero,
+            Pte::ProtNone { pfn: Some(pfn) } => Pte::Page { pfn, write: false },
+            Pte::Page { pfn, write } => Pte::Page {
+                pfn,
+                write: write && vm_access & VM_WRITE != 0,
+            },
+            other => other,
         }
     }
 }
