@@ -3,13 +3,27 @@
 //!
 //! Every helper returns [`Exit`] when the task must die (SIGKILL pending at a return to user
 //! space, or a fatal fault), so task bodies read `step()?;` and end by returning.
+//!
+//! The last section holds the kernel side of syscalls the scenarios need and the emulated
+//! mm does not provide as syscalls: waits for I/O (with or without `mmap_lock` held), a
+//! filesystem's inode mutex, and kernel-memory allocations (`alloc_page()` from a syscall
+//! path, `GFP_KERNEL` or `GFP_NOFS`). They use only the emulated kernel's public API.
 
 use mm::errno::Errno;
+use mm::gfp::Gfp;
+use mm::kmutex::KMutex;
 use mm::memory::{access_process_vm, attach_mm, mmput, touch, FaultError};
-use mm::mm_types::MmStruct;
-use mm::mmap::{mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE};
+use mm::mm_types::{LockWait, MmStruct};
+use mm::mmap::{
+    mlock, mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
+};
+use mm::mmap_lock::{
+    mmap_read_lock, mmap_read_lock_killable, mmap_write_lock, mmap_write_lock_killable,
+};
+use mm::page_alloc::{FramePool, Pfn};
 use mm::pgtable::PAGE_SIZE;
 use mm::sched;
+use mm::task::{kill_thread_group, Signal, Task};
 use std::sync::Arc;
 
 /// The task must exit now (`do_exit()` on the way back to user space).
@@ -123,4 +137,194 @@ pub fn remote_write(target: &Arc<MmStruct>, addr: u64, len: usize) -> Step<Resul
     let r = access_process_vm(target, addr, &mut buf, true);
     ret_to_user()?;
     Ok(r)
+}
+
+/// Map `pages` of shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, i.e. shmem) and touch
+/// them; returns the address. The oom_reaper leaves such memory alone (oom-killer.md §4.2).
+pub fn populate_shared(mm: &MmStruct, pages: u64) -> Step<u64> {
+    let addr = match map(mm, pages, true)? {
+        Ok(a) => a,
+        Err(_) => return Err(Exit),
+    };
+    touch_pages(mm, addr, pages)?;
+    Ok(addr)
+}
+
+/// Map `pages` of private anonymous memory and `mlock(2)` them (`VM_LOCKED`, faulted in by
+/// `mlock`'s populate); returns the address. The oom_reaper skips `VM_LOCKED` VMAs.
+pub fn populate_locked(mm: &MmStruct, pages: u64) -> Step<u64> {
+    let addr = match map(mm, pages, false)? {
+        Ok(a) => a,
+        Err(_) => return Err(Exit),
+    };
+    let r = mlock(mm, addr, pages * PAGE_SIZE);
+    ret_to_user()?;
+    if r.is_err() {
+        return Err(Exit);
+    }
+    // mlock's populate gives up on a fault it cannot satisfy; user space touching the pages
+    // retries those faults.
+    touch_pages(mm, addr, pages)?;
+    Ok(addr)
+}
+
+/// Map `pages` and touch one page every `every_ms` (a process whose memory grows slowly).
+pub fn trickle(mm: &MmStruct, pages: u64, every_ms: u64) -> Step<u64> {
+    let addr = match map(mm, pages, false)? {
+        Ok(a) => a,
+        Err(_) => return Err(Exit),
+    };
+    for i in 0..pages {
+        touch_pages(mm, addr + i * PAGE_SIZE, 1)?;
+        sleep_ms(every_ms)?;
+    }
+    Ok(addr)
+}
+
+/// `mmap` one page, touch it, `munmap` it, sleep 1 ms; `rounds` times. Each round takes
+/// `mmap_lock` for write twice (mmap, munmap) and for read once (the fault).
+pub fn map_unmap_loop(mm: &MmStruct, rounds: u64) -> Step {
+    for _ in 0..rounds {
+        let a = map(mm, 1, false)?.map_err(|_| Exit)?;
+        touch_pages(mm, a, 1)?;
+        let _ = unmap(mm, a, 1)?;
+        sleep_ms(1)?;
+    }
+    Ok(())
+}
+
+/// `kill(pid, SIGKILL)`: SIGKILL to every thread of `t`'s process (`SIGNAL_GROUP_EXIT`).
+pub fn kill(t: &Task) {
+    kill_thread_group(Signal::Kill, t.group());
+}
+
+// ---- kernel paths of emulated syscalls ------------------------------------------------------
+
+/// Sleep `ms` in TASK_UNINTERRUPTIBLE ("D" state) as a kernel path waiting for I/O does
+/// (`io_schedule()` in `wait_on_page_bit()`, a slow NFS server, a stuck device): SIGKILL
+/// neither ends nor shortens it. Stray wake-ups go back to sleep until the time is up.
+pub fn io_wait_ms(ms: u64) {
+    let deadline = sched::ktime_get_ns() + ms * 1_000_000;
+    let per_jiffy = 1_000_000_000 / sched::hz() as u64;
+    loop {
+        let now = sched::ktime_get_ns();
+        if now >= deadline {
+            return;
+        }
+        sched::schedule_timeout_uninterruptible((deadline - now).div_ceil(per_jiffy).max(1));
+    }
+}
+
+/// A page fault on a file page that waits `ms` for I/O with `mmap_lock` held for read
+/// (`filemap_fault()` → `wait_on_page_locked()` without dropping the lock; oom-killer.md §6
+/// L2). The read lock is taken as the fault path takes it (per the `read_lock` knob).
+pub fn fault_stalled_on_io(mm: &MmStruct, ms: u64) -> Step {
+    {
+        let _g = match mm.knobs().read_lock {
+            LockWait::Uninterruptible => mmap_read_lock(mm),
+            LockWait::Killable => mmap_read_lock_killable(mm).map_err(|_| Exit)?,
+        };
+        io_wait_ms(ms);
+    }
+    ret_to_user()
+}
+
+/// A syscall that holds `mmap_lock` for write across a `ms` uninterruptible wait (e.g. a
+/// driver's `->mmap` waiting for its device; oom-killer.md §6 L5). The write lock is taken as
+/// the mm syscalls take it (per the `write_lock` knob: EINTR on SIGKILL while waiting).
+pub fn write_locked_io_wait(mm: &MmStruct, ms: u64) -> Step {
+    {
+        let _g = match mm.knobs().write_lock {
+            LockWait::Uninterruptible => mmap_write_lock(mm),
+            LockWait::Killable => mmap_write_lock_killable(mm).map_err(|_| Exit)?,
+        };
+        io_wait_ms(ms);
+    }
+    ret_to_user()
+}
+
+/// A kernel mutex held by the current task (e.g. an inode's `i_mutex` taken by a filesystem
+/// path), recorded in the task's held locks so that livelock wait-for chains name the holder;
+/// unlocked on drop.
+pub struct KMutexHeld<'a> {
+    m: &'a KMutex,
+    recorded: bool,
+}
+
+/// `mutex_lock()` (TASK_UNINTERRUPTIBLE: SIGKILL does not end the wait) from a syscall path.
+pub fn kmutex_lock(m: &KMutex) -> KMutexHeld<'_> {
+    m.mutex_lock();
+    let id = m as *const KMutex as usize;
+    // Record the hold unless the mutex already does (lockdep's held_locks).
+    let recorded = sched::with_current(|t| {
+        if t.held_locks().iter().any(|l| l.object_id == id) {
+            false
+        } else {
+            t.lockdep_acquired(id, true);
+            true
+        }
+    });
+    KMutexHeld { m, recorded }
+}
+
+impl Drop for KMutexHeld<'_> {
+    fn drop(&mut self) {
+        if self.recorded {
+            sched::with_current(|t| t.lockdep_released(self.m as *const KMutex as usize));
+        }
+        self.m.mutex_unlock();
+    }
+}
+
+/// Pages a kernel path allocated for itself (page-cache pages of a `write(2)`, metadata
+/// buffers of a filesystem, slab for a new VMA), not mapped into any address space and so not
+/// charged to any process's rss. Freed (`__free_page()`) on drop.
+pub struct KernelPages {
+    pool: Arc<FramePool>,
+    pfns: Vec<Pfn>,
+}
+
+impl KernelPages {
+    pub fn new(pool: &Arc<FramePool>) -> KernelPages {
+        KernelPages {
+            pool: pool.clone(),
+            pfns: Vec::new(),
+        }
+    }
+
+    /// Pages held.
+    pub fn len(&self) -> u64 {
+        self.pfns.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pfns.is_empty()
+    }
+
+    /// Allocate `n` more pages one by one with `alloc_page(gfp)`. Stops with EINTR when
+    /// SIGKILL is pending between pages (as `generic_perform_write()` checks
+    /// `fatal_signal_pending()`), and with ENOMEM when an allocation fails — which an order-0
+    /// `GFP_KERNEL`/`GFP_NOFS` request does only for an OOM victim whose reserves ran out
+    /// (oom-killer.md §1 step 9). Pages already allocated stay held.
+    pub fn alloc(&mut self, gfp: Gfp, n: u64) -> Result<(), Errno> {
+        for _ in 0..n {
+            if sched::fatal_signal_pending() {
+                return Err(Errno::EINTR);
+            }
+            match self.pool.alloc_page(gfp) {
+                Some(p) => self.pfns.push(p),
+                None => return Err(Errno::ENOMEM),
+            }
+            sched::cond_resched();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KernelPages {
+    fn drop(&mut self) {
+        for p in self.pfns.drain(..) {
+            self.pool.put_page(p);
+        }
+    }
 }
