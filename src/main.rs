@@ -1,24 +1,37 @@
-//! `oomlab`: the binary. Parses the command line (cli.rs), turns it into work on the library
-//! crates, and does all of the project's I/O: terminal output today; files, the metrics
-//! endpoint and reports as later issues land.
+//! `oomlab`: the binary. Parses the command line in two stages (cli.rs: raw flags; plan.rs:
+//! a validated plan), turns it into work on the library crates (run.rs: `oomlab run`; here:
+//! `oomlab scenario`), and does all of the project's I/O: terminal output today; files, the
+//! metrics endpoint and reports as later issues land.
 
 mod cli;
-mod demo;
+mod plan;
+mod run;
 
 use anyhow::Result;
 use clap::Parser;
 use cli::{Bench, BenchArgs, Cli, Command, RunArgs, ScenarioArgs};
-use mm::sched::sim::SimOutcome;
+use loadgen::scenario::Ending;
+use loadgen::scenarios;
+use plan::{ScenarioCommand, UsageError};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-/// Exit statuses, one per verdict. Later issues add the modelled kernel's verdicts
-/// (livelock, emulated panic) as distinct codes from 3 up.
+/// Exit statuses, one per verdict (listed for users in `cli::EXIT_STATUS_HELP`).
 const EXIT_OK: u8 = 0;
-/// A runtime error of the tool (I/O), or a run that did not finish as it must.
+/// A runtime error of the tool (I/O).
 const EXIT_ERROR: u8 = 1;
-/// Bad command line, or a feature that is not implemented yet.
+/// Bad command line (including a pool the host cannot hold), or a feature that is not
+/// implemented yet.
 const EXIT_USAGE: u8 = 2;
+/// The modelled kernel panicked (panic_on_oom, or "System is deadlocked on memory").
+pub(crate) const EXIT_PANIC: u8 = 3;
+/// The time bound passed with tasks left: a scenario's `--time-limit`, or a `run` whose
+/// wind-down could not finish.
+pub(crate) const EXIT_TIME_LIMIT: u8 = 4;
+/// The modelled kernel deadlocked outright: no task runnable, no timer pending (sim).
+pub(crate) const EXIT_DEADLOCK: u8 = 5;
+/// The emulator's own bookkeeping broke (a bug; the same status as a Rust panic).
+pub(crate) const EXIT_BUG: u8 = 101;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -33,6 +46,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("oomlab: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("oomlab: {e:#}");
             ExitCode::from(EXIT_ERROR)
@@ -71,75 +88,59 @@ fn not_implemented(what: &str, issue: u32) -> Result<u8> {
     Ok(EXIT_USAGE)
 }
 
-/// The interim `run`: honours `--seed`, and runs on the sim executor whatever `--executor`
-/// says (both values are accepted); any other flag that differs from its default belongs to
-/// the real run and is refused.
 fn run(args: &RunArgs) -> Result<u8> {
-    let defaults = match Cli::try_parse_from(["oomlab", "run"]) {
-        Ok(Cli {
-            command: Command::Run(d),
-        }) => d,
-        other => panic!("the bare `oomlab run` must parse to run defaults: {other:?}"),
-    };
-    let refused = [
-        ("run --threads", 3, args.threads != defaults.threads),
-        ("run --memory", 3, args.memory != defaults.memory),
-        ("run --write-lock", 3, args.knobs != defaults.knobs),
-        ("run --read-lock", 3, args.read_lock != defaults.read_lock),
-        ("run --duration", 3, args.duration != defaults.duration),
-        (
-            "run --reaper",
-            4,
-            args.reaper.reaper != defaults.reaper.reaper,
-        ),
-        (
-            "run --reaper-delay",
-            4,
-            args.reaper.reaper_delay != defaults.reaper.reaper_delay,
-        ),
-    ];
-    if let Some((what, issue, _)) = refused.iter().find(|(_, _, differs)| *differs) {
-        return not_implemented(what, *issue);
-    }
-
-    let s = demo::run_token_ring(args.seed);
-    let mut out = io::stdout().lock();
-    writeln!(
-        out,
-        "oomlab run: interim demo until the memory manager lands (issue 3): \
-         a token ring on the sim executor"
-    )?;
-    writeln!(out, "  seed          {}", s.seed)?;
-    writeln!(
-        out,
-        "  tasks         {} ({} token passes)",
-        s.tasks, s.token_passes
-    )?;
-    writeln!(out, "  steps         {}", s.steps)?;
-    writeln!(out, "  virtual time  {:.6}s", s.virtual_ns as f64 / 1e9)?;
-    writeln!(out, "  trace hash    {:#018x}", s.trace_hash)?;
-    match &s.outcome {
-        SimOutcome::AllExited => {
-            writeln!(out, "  outcome       all tasks exited")?;
-            writeln!(out, "reproduce with: oomlab run --seed {}", s.seed)?;
-            Ok(EXIT_OK)
-        }
-        // The ring cannot block for good; if it did, the seam or the executor is broken.
-        other => {
-            writeln!(out, "  outcome       {other:?}")?;
-            if let SimOutcome::Deadlock(report) = other {
-                write!(out, "{report}")?;
-            }
-            anyhow::bail!(
-                "the interim demo did not finish (seed {}): emulator bug",
-                s.seed
-            )
-        }
-    }
+    let plan = plan::run(args)?;
+    run::run(&plan, &mut io::stdout().lock())
 }
 
-fn scenario(_args: &ScenarioArgs) -> Result<u8> {
-    not_implemented("scenario", 4)
+fn scenario(args: &ScenarioArgs) -> Result<u8> {
+    let plan = match plan::scenario(args)? {
+        ScenarioCommand::List { json } => return list_scenarios(json),
+        ScenarioCommand::Run(p) => p,
+    };
+    // Only a pool the host cannot hold (or a bad size) fails here: a usage error.
+    let r = loadgen::scenario::run(plan.scenario, &plan.cfg).map_err(UsageError)?;
+    let mut out = io::stdout().lock();
+    if plan.json {
+        writeln!(out, "{}", r.json)?;
+    } else {
+        for l in r.log.iter().chain([String::new()].iter()).chain(&r.summary) {
+            writeln!(out, "{l}")?;
+        }
+    }
+    out.flush()?;
+    Ok(match r.ending {
+        Ending::Completed => EXIT_OK,
+        Ending::Panicked => EXIT_PANIC,
+        Ending::TimeLimit => EXIT_TIME_LIMIT,
+        Ending::Deadlock => EXIT_DEADLOCK,
+    })
+}
+
+/// `oomlab scenario --list`: one line per scenario, or a JSON array with `--json`.
+fn list_scenarios(json: bool) -> Result<u8> {
+    let mut out = io::stdout().lock();
+    let all = scenarios::all();
+    if json {
+        let v: Vec<serde_json::Value> = all
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "about": s.about,
+                    "memory_bytes": s.memory_bytes,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(v))?;
+    } else {
+        let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in all {
+            writeln!(out, "{:<width$}  {}", s.name, s.about)?;
+        }
+    }
+    out.flush()?;
+    Ok(EXIT_OK)
 }
 
 fn bench(args: &BenchArgs) -> Result<u8> {

@@ -47,8 +47,24 @@ fn help_shows_the_subcommands() {
     }
 }
 
+/// The flags every kernel configuration takes, on `run` and `scenario` alike.
+const KERNEL_FLAGS: &[&str] = &[
+    "--write-lock",
+    "--read-lock",
+    "--rwsem-model",
+    "--reaper",
+    "--reaper-delay",
+    "--reaper-retries",
+    "--reaper-interval",
+    "--panic-on-oom",
+    "--oom-kill-allocating-task",
+    "--oom-dump-tasks",
+    "--victim-gone-rule",
+    "--livelock-window",
+];
+
 #[test]
-fn subcommand_help_shows_the_planned_flags() {
+fn subcommand_help_shows_the_flags_and_exit_statuses() {
     for (sub, flags) in [
         (
             "run",
@@ -57,10 +73,6 @@ fn subcommand_help_shows_the_planned_flags() {
                 "--memory",
                 "--executor",
                 "--seed",
-                "--write-lock",
-                "--read-lock",
-                "--reaper",
-                "--reaper-delay",
                 "--duration",
             ][..],
         ),
@@ -71,9 +83,8 @@ fn subcommand_help_shows_the_planned_flags() {
                 "--list",
                 "--json",
                 "--seed",
-                "--write-lock",
-                "--reaper",
-                "--reaper-delay",
+                "--memory",
+                "--time-limit",
             ],
         ),
         ("bench", &["rwsem", "sim-switch", "livelock-rate"]),
@@ -81,8 +92,18 @@ fn subcommand_help_shows_the_planned_flags() {
         let out = oomlab(&[sub, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{sub}");
         let help = text(&out.stdout);
-        for f in flags {
+        let kernel = if sub == "bench" {
+            &[][..]
+        } else {
+            KERNEL_FLAGS
+        };
+        for f in flags.iter().chain(kernel) {
             assert!(help.contains(f), "{sub} --help lacks {f}:\n{help}");
+        }
+        if sub != "bench" {
+            for code in ["101", "panicked", "time bound", "deadlocked"] {
+                assert!(help.contains(code), "{sub} --help lacks {code}:\n{help}");
+            }
         }
     }
 }
@@ -98,15 +119,7 @@ fn version_succeeds() {
 fn unimplemented_subcommands_exit_2_naming_the_issue() {
     for (args, line) in [
         (
-            &["scenario", "remote-reader"][..],
-            "oomlab: 'scenario' is not implemented yet (see issue 4)\n",
-        ),
-        (
-            &["scenario", "--list"],
-            "oomlab: 'scenario' is not implemented yet (see issue 4)\n",
-        ),
-        (
-            &["bench"],
+            &["bench"][..],
             "oomlab: 'bench' is not implemented yet (see issue 2)\n",
         ),
         (
@@ -116,18 +129,6 @@ fn unimplemented_subcommands_exit_2_naming_the_issue() {
         (
             &["bench", "livelock-rate"],
             "oomlab: 'bench livelock-rate' is not implemented yet (see issue 4)\n",
-        ),
-        (
-            &["run", "--memory", "1GiB"],
-            "oomlab: 'run --memory' is not implemented yet (see issue 3)\n",
-        ),
-        (
-            &["run", "--write-lock", "uninterruptible"],
-            "oomlab: 'run --write-lock' is not implemented yet (see issue 3)\n",
-        ),
-        (
-            &["run", "--reaper", "off"],
-            "oomlab: 'run --reaper' is not implemented yet (see issue 4)\n",
         ),
     ] {
         assert_eq!(check_usage_error(args, &[]), line, "{args:?}");
@@ -149,7 +150,23 @@ fn bad_input_is_one_line_naming_what_was_wrong() {
         (&["run", "--seed"], &["--seed"]),
         (&["run", "--seed", "-1"], &["-1"]),
         (&["run", "--reaper-delay", "2"], &["--reaper-delay", "unit"]),
+        (
+            &["run", "--reaper-delay", "1500us"],
+            &["--reaper-delay", "milliseconds"],
+        ),
+        (&["run", "--reaper-interval", "0"], &["--reaper-interval"]),
+        (
+            &["run", "--reaper-retries", "x"],
+            &["--reaper-retries", "x"],
+        ),
         (&["run", "--duration", "soon"], &["--duration", "soon"]),
+        (&["run", "--duration", "0"], &["--duration", "zero"]),
+        (&["run", "--panic-on-oom", "3"], &["--panic-on-oom", "3"]),
+        (
+            &["run", "--oom-kill-allocating-task", "yes"],
+            &["--oom-kill-allocating-task", "yes"],
+        ),
+        (&["run", "--rwsem-model", "b"], &["--rwsem-model", "rfc-v1"]),
         (&["run", "extra"], &["extra"]),
         (&["scenario"], &["<NAME>"]),
         (&["scenario", "x", "--list"], &["--list"]),
@@ -158,6 +175,40 @@ fn bad_input_is_one_line_naming_what_was_wrong() {
             &["--write-lock", "maybe", "killable"],
         ),
         (&["scenario", "x", "--reaper", "yes"], &["--reaper", "yes"]),
+        (
+            &["scenario", "single-hog", "--victim-gone-rule", "soon"],
+            &["--victim-gone-rule", "soon", "mm-teardown"],
+        ),
+        (
+            &["scenario", "single-hog", "--oom-dump-tasks", "2"],
+            &["--oom-dump-tasks", "2"],
+        ),
+        (
+            &["scenario", "single-hog", "--livelock-window", "0"],
+            &["--livelock-window"],
+        ),
+        (
+            &["scenario", "single-hog", "--time-limit", "1x"],
+            &["--time-limit", "1x"],
+        ),
+        (
+            &["scenario", "no-such-scenario"],
+            &["unknown scenario", "no-such-scenario", "single-hog"],
+        ),
+        (
+            &["scenario", "no-such-scenario", "--json"],
+            &["unknown scenario", "no-such-scenario"],
+        ),
+        // The pool must fit in the host's available memory (a usage error, not a crash).
+        (&["run", "--memory", "1024TiB"], &["memory", "--memory"]),
+        (
+            &["run", "--executor", "sim", "--memory", "1024TiB"],
+            &["memory", "--memory"],
+        ),
+        (
+            &["scenario", "single-hog", "--memory", "1024TiB"],
+            &["memory", "--memory"],
+        ),
         (&["bench", "nope"], &["nope", "rwsem"]),
     ] {
         check_usage_error(args, needles);
@@ -165,36 +216,194 @@ fn bad_input_is_one_line_naming_what_was_wrong() {
 }
 
 #[test]
-fn interim_run_is_a_deterministic_sim_demo() {
-    let run = |seed: &str| {
-        let out = oomlab(&["run", "--seed", seed]);
+fn scenario_list_names_every_scenario_with_one_line() {
+    let out = oomlab(&["scenario", "--list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let list = text(&out.stdout);
+    for name in ["single-hog", "oom-score-adj", "remote-reader"] {
+        let line = list
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("--list lacks {name}:\n{list}"));
+        assert!(line.len() > name.len() + 10, "no description: {line:?}");
+    }
+    let out = oomlab(&["scenario", "--list", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--list --json");
+    let names: Vec<&str> = v
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(
+        names,
+        list.lines()
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn scenario_json_has_every_key_and_is_deterministic() {
+    let json = || {
+        let out = oomlab(&["scenario", "single-hog", "--json", "--seed", "1"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert_eq!(text(&out.stderr), "");
         text(&out.stdout)
     };
-    let a = run("7");
-    assert!(a.contains("interim"), "{a}");
-    assert!(a.contains("all tasks exited"), "{a}");
-    assert!(a.contains("trace hash"), "{a}");
-    assert_eq!(a, run("7"), "same seed, different output");
-    let hash = |s: &str| {
-        s.lines()
-            .find(|l| l.contains("trace hash"))
-            .map(str::to_owned)
-    };
-    assert_ne!(hash(&a), hash(&run("8")), "seeds 7 and 8 interleaved alike");
-
-    // The README's first command: `run` on its defaults succeeds, as does an explicit default.
-    for args in [
-        &["run"][..],
-        &["run", "--threads", "256", "--executor", "sim"],
+    let a = json();
+    assert_eq!(a.lines().count(), 1, "not one JSON line: {a}");
+    let v: serde_json::Value = serde_json::from_str(&a).expect("valid JSON");
+    for key in [
+        "scenario",
+        "config",
+        "seed",
+        "oom_kills",
+        "reaper",
+        "livelocks",
+        "sysrq_kills",
+        "panicked",
+        "frames_leaked",
+        "kill_to_reclaim_ms",
+        "log",
     ] {
-        let out = oomlab(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{args:?}: {}",
-            text(&out.stderr)
+        assert!(v.get(key).is_some(), "no {key} in {a}");
+    }
+    for key in ["attempts", "reaped", "gave_up"] {
+        assert!(v["reaper"].get(key).is_some(), "no reaper.{key} in {a}");
+    }
+    assert_eq!(v["scenario"], "single-hog");
+    assert_eq!(v["seed"], 1);
+    assert!(v["config"].is_object());
+    assert!(v["log"].is_array());
+    assert!(v["kill_to_reclaim_ms"].is_array());
+    assert_eq!(v["panicked"], false);
+    // The hog is the one the model kills, once; nothing leaks.
+    assert_eq!(v["oom_kills"], 1);
+    assert_eq!(v["frames_leaked"], 0);
+    assert_eq!(a, json(), "same scenario and seed, different JSON");
+}
+
+#[test]
+fn scenario_flags_reach_the_model() {
+    let out = oomlab(&[
+        "scenario",
+        "single-hog",
+        "--json",
+        "--write-lock",
+        "uninterruptible",
+        "--read-lock",
+        "killable",
+        "--reaper",
+        "off",
+        "--victim-gone-rule",
+        "process-released",
+        "--memory",
+        "32MiB",
+        "--livelock-window",
+        "10s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let c = &v["config"];
+    assert_eq!(c["write_lock"], "uninterruptible");
+    assert_eq!(c["read_lock"], "killable");
+    assert_eq!(c["reaper"], "off");
+    assert_eq!(c["victim_gone_rule"], "process-released");
+    assert_eq!(c["memory_bytes"], 32 << 20);
+    assert_eq!(c["livelock_window_ms"], 10_000);
+    assert_eq!(v["reaper"]["attempts"], 0);
+}
+
+#[test]
+fn scenario_prints_the_kernel_log_then_the_summary() {
+    let out = oomlab(&["scenario", "single-hog"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let kill = s
+        .find("Out of memory: Killed process")
+        .unwrap_or_else(|| panic!("no kill line:\n{s}"));
+    let summary = s
+        .find("single-hog: completed")
+        .unwrap_or_else(|| panic!("no summary:\n{s}"));
+    assert!(kill < summary, "{s}");
+}
+
+#[test]
+fn scenario_panic_on_oom_exits_3() {
+    let out = oomlab(&["scenario", "single-hog", "--panic-on-oom", "1"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Kernel panic - not syncing"));
+}
+
+/// The summary rows every `oomlab run` prints.
+const RUN_ROWS: &[&str] = &[
+    "ending",
+    "duration",
+    "threads",
+    "OOM kills",
+    "oom_reaper",
+    "livelocks",
+    "stalled episodes",
+    "kill→reclaim",
+    "frames",
+    "conservation",
+];
+
+fn check_run_summary(args: &[&str]) -> String {
+    let out = oomlab(args);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}\n{stdout}",
+        text(&out.stderr)
+    );
+    for row in RUN_ROWS {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(row)),
+            "{args:?}: no {row} row:\n{stdout}"
         );
     }
+    assert!(stdout.contains("ending            completed"), "{stdout}");
+    assert!(stdout.contains("conservation      ok"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn run_on_threads_completes_and_conserves_frames() {
+    let s = check_run_summary(&[
+        "run",
+        "--duration",
+        "3s",
+        "--threads",
+        "32",
+        "--memory",
+        "32MiB",
+    ]);
+    assert!(s.contains("32 worker threads"), "{s}");
+    assert!(s.contains("wall clock"), "{s}");
+}
+
+#[test]
+fn run_on_sim_is_deterministic() {
+    let args = [
+        "run",
+        "--executor",
+        "sim",
+        "--duration",
+        "5s",
+        "--threads",
+        "16",
+        "--memory",
+        "16MiB",
+        "--seed",
+        "3",
+    ];
+    let a = check_run_summary(&args);
+    assert!(a.contains("emulated"), "{a}");
+    assert!(!a.contains("wall clock"), "{a}");
+    assert!(a.contains("--seed 3"), "{a}");
+    assert_eq!(a, check_run_summary(&args), "same seed, different run");
 }

@@ -1,10 +1,12 @@
 //! An emulated machine: physical memory, the OOM killer, the oom_reaper kthread, the kernel
 //! log and the livelock watchdog, booted on one executor.
 
+use mm::mm_types::MMF_TORN_DOWN;
 use mm::mm_types::{MmKnobs, MmStruct};
 use mm::page_alloc::{FramePool, OomKiller, PoolConfig, PoolError};
 use mm::sched::sim::Sim;
-use mm::task::{CloneKind, Task, TaskList};
+use mm::sched::threads::ThreadsExecutor;
+use mm::task::{CloneError, CloneKind, Task, TaskList};
 use reaper::klog::KernelLog;
 use reaper::oom_kill::{Oom, OomConfig};
 use reaper::oom_reaper::{ReaperConfig, ReaperQueue};
@@ -42,6 +44,16 @@ impl MachineConfig {
             check_host: false,
         }
     }
+
+    /// Defaults for a threads-executor machine of `memory_bytes`: the wall-clock watchdog
+    /// window (5 s), and a pool that must fit in the host's available memory.
+    pub fn threads(memory_bytes: u64) -> Self {
+        MachineConfig {
+            watchdog: WatchdogConfig::threads(),
+            check_host: true,
+            ..MachineConfig::sim(memory_bytes)
+        }
+    }
 }
 
 /// A booted machine.
@@ -60,6 +72,22 @@ impl Machine {
     /// Boot on a sim executor: create the pool, install the OOM killer, start the oom_reaper
     /// (if configured) and the watchdog kthreads.
     pub fn boot_sim(sim: &mut Sim, cfg: MachineConfig) -> Result<Machine, PoolError> {
+        let tasks = sim.tasks().clone();
+        Self::boot(cfg, tasks, |kind, f| sim.spawn(kind, f))
+    }
+
+    /// Boot on a threads executor: as [`Machine::boot_sim`], the kthreads being OS threads.
+    /// Use [`MachineConfig::threads`] for the wall-clock watchdog window.
+    pub fn boot_threads(exec: &ThreadsExecutor, cfg: MachineConfig) -> Result<Machine, PoolError> {
+        Self::boot(cfg, exec.tasks().clone(), |kind, f| exec.spawn(kind, f))
+    }
+
+    /// The executor-independent half of booting: `spawn` starts a kthread on the executor.
+    fn boot(
+        cfg: MachineConfig,
+        tasks: Arc<TaskList>,
+        mut spawn: impl FnMut(CloneKind, Box<dyn FnOnce() + Send>) -> Result<Arc<Task>, CloneError>,
+    ) -> Result<Machine, PoolError> {
         let pool = FramePool::new(PoolConfig {
             bytes: cfg.memory_bytes,
             poison: cfg.poison,
@@ -67,7 +95,6 @@ impl Machine {
             ..PoolConfig::default()
         })?;
         let log = Arc::new(KernelLog::default());
-        let tasks = sim.tasks().clone();
         let reaper = cfg
             .reaper
             .clone()
@@ -85,13 +112,13 @@ impl Machine {
         if let Some(r) = &reaper {
             let r = r.clone();
             kthreads.push(
-                sim.spawn(kthread("oom_reaper"), move || r.run())
+                spawn(kthread("oom_reaper"), Box::new(move || r.run()))
                     .expect("spawning oom_reaper"),
             );
         }
         let w = watchdog.clone();
         kthreads.push(
-            sim.spawn(kthread("oomlab_watchdog"), move || w.run())
+            spawn(kthread("oomlab_watchdog"), Box::new(move || w.run()))
                 .expect("spawning the watchdog"),
         );
         Ok(Machine {
@@ -117,6 +144,43 @@ impl Machine {
             r.stop();
         }
         self.watchdog.stop();
+    }
+
+    /// The kthreads that have not exited yet.
+    pub fn kthreads_alive(&self) -> usize {
+        self.kthreads.iter().filter(|t| !t.has_exited()).count()
+    }
+
+    /// Kill → reclaim time of every OOM-killed victim whose memory came back, ns of the
+    /// executor's clock: from the kill to the earlier of a successful reap and the teardown
+    /// of its address space. Victims still pending (or only skipped) are left out.
+    pub fn kill_to_reclaim_ns(&self) -> Vec<u64> {
+        let reap_times = self
+            .reaper
+            .as_ref()
+            .map(|r| r.reap_times())
+            .unwrap_or_default();
+        self.oom
+            .victims()
+            .iter()
+            .filter(|v| v.killed)
+            .filter_map(|v| {
+                let reaped = reap_times
+                    .iter()
+                    .filter(|(t, at)| *t == v.tgid && *at >= v.marked_ns)
+                    .map(|(_, at)| *at)
+                    .min();
+                let torn =
+                    v.mm.test_flag(MMF_TORN_DOWN)
+                        .then(|| v.mm.torn_down_ns())
+                        .flatten();
+                let at = match (reaped, torn) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }?;
+                Some(at.saturating_sub(v.marked_ns))
+            })
+            .collect()
     }
 
     /// A new, empty address space for process `tgid`.
