@@ -309,10 +309,9 @@ pub fn access_remote_vm(
                 Pte::Zero if !write => break None,
                 _ => {}
             }
-            if mm.test_flag(MMF_UNSTABLE) {
-                err = Some(Errno::EFAULT);
-                break None;
-            }
+            // No MMF_UNSTABLE test here: fault_locked() makes it under the PTE lock on every
+            // path that installs a page (-> EFAULT below), and the write-protect fault on a
+            // page the reaper left (mlocked, shmem) succeeds, as do_wp_page() does.
             match fault_locked(mm, vma, a, write) {
                 Ok(()) => continue,
                 Err(VmFault::Bus) => {

@@ -1017,6 +1017,17 @@ fn remote_access_after_the_reaper_is_efault_never_zeros() {
             "no zeros for reaped memory"
         );
         assert_eq!(frames(pool), (0, 2), "no page was faulted back in");
+        // A write-protect fault on a page the reaper left is not a fault on the unstable
+        // address space (do_wp_page has no check_stable_address_space): it succeeds, from
+        // the task and through access_remote_vm alike.
+        mprotect(mm, l, P, PROT_READ).unwrap();
+        mprotect(mm, l, P, RW).unwrap();
+        assert_eq!(poke(mm, l, 0x31), Ok(()));
+        mprotect(mm, s, P, PROT_READ).unwrap();
+        mprotect(mm, s, P, RW).unwrap();
+        touch(mm, s, true, 0x21).unwrap();
+        assert_eq!((peek(mm, l), peek(mm, s)), (Ok(0x31), Ok(0x21)));
+        assert_eq!(frames(pool), (0, 2));
     });
 }
 
