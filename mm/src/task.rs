@@ -462,12 +462,15 @@ pub enum CloneKind {
 pub enum CloneError {
     /// The thread group does not exist (or is exiting, as `copy_process` refuses then).
     NoSuchProcess(Tgid),
+    /// EAGAIN: the host could not provide a thread for the task (threads executor).
+    Again,
 }
 
 impl fmt::Display for CloneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloneError::NoSuchProcess(t) => write!(f, "no such process {t} (or it is exiting)"),
+            CloneError::Again => write!(f, "the host could not create a thread (EAGAIN)"),
         }
     }
 }

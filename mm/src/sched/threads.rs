@@ -35,6 +35,8 @@ pub struct ThreadsShared {
     stack_size: usize,
     tasks: Arc<TaskList>,
     handles: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    /// Panics of tasks reaped early by `spawn_on`, re-raised by `join()`.
+    panics: parking_lot::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
 }
 
 impl ThreadsShared {
@@ -118,6 +120,7 @@ impl ThreadsExecutor {
                 stack_size: cfg.stack_size,
                 tasks: Arc::new(TaskList::new()),
                 handles: parking_lot::Mutex::new(Vec::new()),
+                panics: parking_lot::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -145,6 +148,9 @@ impl ThreadsExecutor {
     /// Re-raises the first panic of a task.
     pub fn join(&self) {
         loop {
+            if let Some(e) = self.shared.panics.lock().pop() {
+                std::panic::resume_unwind(e);
+            }
             let hs: Vec<_> = std::mem::take(&mut *self.shared.handles.lock());
             if hs.is_empty() {
                 return;
@@ -197,8 +203,30 @@ pub(crate) fn spawn_on(
             f();
             // do_exit(): release the address space in task context.
             crate::memory::exit_mm();
-        })
-        .expect("spawning an OS thread for an emulated task");
-    shared.handles.lock().push(h);
+        });
+    let h = match h {
+        Ok(h) => h,
+        Err(_) => {
+            // copy_process() failing late: unlink the task that never ran.
+            task.mark_exited();
+            shared.tasks.release(&task);
+            return Err(CloneError::Again);
+        }
+    };
+    let mut hs = shared.handles.lock();
+    // Reap threads that already finished, so that their stacks go back to the host (a long
+    // run creates tens of thousands of tasks); keep their panics for join() to re-raise.
+    if hs.len() >= 64 {
+        let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *hs)
+            .into_iter()
+            .partition(|h| h.is_finished());
+        *hs = live;
+        for d in done {
+            if let Err(e) = d.join() {
+                shared.panics.lock().push(e);
+            }
+        }
+    }
+    hs.push(h);
     Ok(task)
 }
