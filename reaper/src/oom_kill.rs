@@ -503,13 +503,15 @@ impl Oom {
                 true
             }
             Ok(None) => {
-                if sysrq {
-                    self.log.printk("OOM request ignored. No task eligible");
-                    return false;
-                }
+                // Restores v4.19 out_of_memory(): the header and "no killable processes"
+                // are printed for the sysrq OOM too, which only skips the panic and returns
+                // false; moom_callback() then adds "OOM request ignored".
                 self.dump_header(oc, None);
                 self.log
                     .printk("Out of memory and no killable processes...");
+                if sysrq {
+                    return false;
+                }
                 self.panic("System is deadlocked on memory");
             }
             Ok(Some((victim, _))) => {
@@ -530,7 +532,10 @@ impl Oom {
             gfp: Gfp::GFP_KERNEL,
             order: -1,
         };
-        self.out_of_memory_inner(&oc, true);
+        if !self.out_of_memory_inner(&oc, true) {
+            // moom_callback() (drivers/tty/sysrq.c, v4.19).
+            self.log.printk("OOM request ignored. No task eligible");
+        }
         lock.mutex_unlock();
         self.stats.sysrq_kills.load(Ordering::Relaxed) > before
     }

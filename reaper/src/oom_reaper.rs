@@ -151,7 +151,10 @@ impl ReaperQueue {
             g.task.clone()
         };
         if let Some(t) = task {
-            sched::wake_up_process(&t);
+            // wake_up(&oom_reaper_wait) (v4.19 wake_oom_reaper()): reaches the kthread only
+            // while it waits for work (TASK_INTERRUPTIBLE), never in the retry sleep between
+            // trylocks (schedule_timeout_idle), which must last the full interval.
+            sched::try_to_wake_up(&t, state::TASK_INTERRUPTIBLE);
         }
     }
 
