@@ -143,37 +143,59 @@ impl KMutex {
         }
     }
 
+    /// Record the hold in the current task's held-lock list (lockdep's `held_locks`), so that
+    /// wait-for chains can name the holder of a contended mutex.
+    fn held(&self) {
+        let id = self as *const _ as usize;
+        sched::with_current_opt(|t| {
+            if let Some(t) = t {
+                t.lockdep_acquired(id, true)
+            }
+        });
+    }
+
     /// `mutex_lock()`: sleep in TASK_UNINTERRUPTIBLE until the lock is ours.
     #[inline]
     pub fn mutex_lock(&self) {
         let me = current_id();
-        if self.trylock_fast(me) {
-            return;
+        if !self.trylock_fast(me) {
+            let r = self.lock_slowpath(TASK_UNINTERRUPTIBLE, me);
+            debug_assert!(r.is_ok());
         }
-        let r = self.lock_slowpath(TASK_UNINTERRUPTIBLE, me);
-        debug_assert!(r.is_ok());
+        self.held();
     }
 
     /// `mutex_lock_killable()`: as `mutex_lock`, but -EINTR if SIGKILL arrives while waiting.
     #[inline]
     pub fn mutex_lock_killable(&self) -> Result<(), Killed> {
         let me = current_id();
-        if self.trylock_fast(me) {
-            return Ok(());
+        if !self.trylock_fast(me) {
+            self.lock_slowpath(TASK_KILLABLE, me)?;
         }
-        self.lock_slowpath(TASK_KILLABLE, me)
+        self.held();
+        Ok(())
     }
 
     /// `mutex_trylock()`: succeeds iff the lock is unowned (waiters do not matter).
     #[inline]
     pub fn mutex_trylock(&self) -> bool {
-        self.trylock_slow(current_id())
+        let ok = self.trylock_slow(current_id());
+        if ok {
+            self.held();
+        }
+        ok
     }
 
     /// `mutex_unlock()`: the owner releases; if waiters are flagged, wake the head waiter.
     #[inline]
     pub fn mutex_unlock(&self) {
         let me = current_id();
+        let id = self as *const _ as usize;
+        sched::with_current_opt(|t| {
+            if let Some(t) = t {
+                t.lockdep_released(id)
+            }
+        });
         let mine = (me as i64) << OWNER_SHIFT;
         // __mutex_unlock_fast(): CAS current → 0 (fails when a flag is set).
         if self

@@ -133,6 +133,8 @@ pub struct VmaTree {
     vmas: BTreeMap<u64, Vma>,
     /// `mm->mmap_base` analogue: top-down allocation starts below this.
     pub(crate) mmap_base: u64,
+    /// Pages covered by VMAs, kept up to date by `insert`/`detach_range`.
+    pages: u64,
 }
 
 impl VmaTree {
@@ -171,7 +173,7 @@ impl VmaTree {
     }
     /// `total_vm` in pages.
     pub fn total_vm(&self) -> u64 {
-        self.vmas.values().map(|v| v.len() / PAGE_SIZE).sum()
+        self.pages
     }
     /// `locked_vm` in pages.
     pub fn locked_vm(&self) -> u64 {
@@ -185,6 +187,7 @@ impl VmaTree {
     pub(crate) fn insert(&mut self, v: Vma) {
         debug_assert!(v.start < v.end && v.end <= TASK_SIZE);
         debug_assert!(self.overlapping(v.start, v.end).next().is_none());
+        self.pages += v.len() / PAGE_SIZE;
         self.vmas.insert(v.start, v);
     }
 
@@ -211,9 +214,12 @@ impl VmaTree {
         self.split_at(start);
         self.split_at(end);
         let keys: Vec<u64> = self.vmas.range(start..end).map(|(k, _)| *k).collect();
-        keys.into_iter()
+        let out: Vec<Vma> = keys
+            .into_iter()
             .map(|k| self.vmas.remove(&k).expect("vma"))
-            .collect()
+            .collect();
+        self.pages -= out.iter().map(|v| v.len() / PAGE_SIZE).sum::<u64>();
+        out
     }
 
     /// Apply `f` to the flags of every VMA in [start, end), splitting at the ends
@@ -305,6 +311,7 @@ impl MmStruct {
                 VmaTree {
                     vmas: BTreeMap::new(),
                     mmap_base: DEFAULT_MMAP_BASE,
+                    pages: 0,
                 },
             ),
             pgtable: PageTable::new(),

@@ -6,7 +6,6 @@ use mm::mmap::*;
 use mm::page_alloc::{FramePool, PoolConfig};
 use mm::sched::sim::{Sim, SimConfig, SimOutcome};
 use mm::task::CloneKind;
-use std::sync::Arc;
 
 #[test]
 fn smoke() {

@@ -224,7 +224,9 @@ pub fn cpu_work(ns: u64) {
     with_current(|t| match &t.exec {
         #[cfg(not(oomlab_loom))]
         ExecHandle::Sim(s, _) => s.advance_clock(ns),
-        _ => {}
+        _ => {
+            let _ = ns;
+        }
     })
 }
 
