@@ -8,13 +8,12 @@ use crate::scenario::{spawn_clone_vm, spawn_thread, Ctx, Scenario};
 use crate::user::{
     fault_stalled_on_io, hog, io_wait_ms, kill, kmutex_lock, map, map_unmap_loop,
     pause_until_killed, populate_anon, populate_locked, populate_shared, remote_read, remote_write,
-    ret_to_user, sleep_ms, touch_pages, trickle, unmap, write_locked_io_wait, Exit, KernelPages,
-    Step,
+    ret_to_user, sleep_ms, syscall_write_lock, touch_pages, unmap, write_locked_io_wait, Exit,
+    KernelPages, Step,
 };
 use mm::gfp::Gfp;
 use mm::kmutex::KMutex;
 use mm::mm_types::MmStruct;
-use mm::mmap_lock::mmap_write_lock;
 use mm::pgtable::PAGE_SIZE;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -63,7 +62,7 @@ static SCENARIOS: [Scenario; 17] = [
     },
     Scenario {
         name: "oom-lock",
-        about: "8 small allocators and one hog hit exhaustion together: they meet at oom_lock, the abort rule keeps it to one kill",
+        about: "8 small allocators and one hog hit exhaustion in the same jiffy: one wins oom_lock and kills the hog, the abort rule keeps it to one kill",
         memory_bytes: 16 * MIB,
         setup: oom_lock,
     },
@@ -211,21 +210,25 @@ fn remote_reader(c: &mut Ctx) {
     c.process("worker", 0, |mm| hold(&mm, FRAMES_16M * 25 / 100, 60_000));
 }
 
-/// Eight small allocators grow by a page every 2 ms while a hog fills memory: all nine meet
-/// in the slow path within a few ms. One of them wins `oom_lock` and kills the hog (the
-/// largest); the others either lose the trylock (a one-jiffy sleep, "progress") or abort
-/// selection while the hog's mm is pending (§3.3). The hog's memory serves everyone: one
-/// kill. (4.19 no longer sleeps under `oom_lock` after a kill, so the CVE-2016-10723
-/// starvation of §6 L8 does not arise here.)
+/// A hog fills 88% of memory and pauses; at 100 ms it and eight small allocators (150 pages
+/// each) all wake in the same jiffy and allocate together, so all nine reach the slow path
+/// within a few steps of each other. The first through `oom_lock` kills the hog (the
+/// largest); the others' `out_of_memory()` calls abort selection while the hog's mm is
+/// pending (§3.3) and retry, and the hog's memory then serves all of them: one kill, not
+/// nine. (In 4.19 nobody sleeps under `oom_lock`, so on the sim executor — one CPU, no
+/// preemption between scheduling points — its trylock never fails and the CVE-2016-10723
+/// starvation of §6 L8 does not arise.)
 fn oom_lock(c: &mut Ctx) {
     for i in 0..8 {
         c.process(&format!("small-{i}"), 0, |mm| {
-            trickle(&mm, 100, 2)?;
+            sleep_ms(100)?;
+            populate_anon(&mm, 150)?;
             sleep_ms(500)
         });
     }
     c.process("hog", 0, |mm| {
-        sleep_ms(20)?;
+        populate_anon(&mm, pct(88))?;
+        sleep_ms(100)?;
         hog(&mm, 64)
     });
 }
@@ -327,12 +330,7 @@ fn write_locked_victim(
         spawn_thread(|_| pause_until_killed(1000));
         sleep_ms(200)?;
         {
-            let _w = match mm.knobs().write_lock {
-                mm::mm_types::LockWait::Uninterruptible => mmap_write_lock(&mm),
-                mm::mm_types::LockWait::Killable => {
-                    mm::mmap_lock::mmap_write_lock_killable(&mm).map_err(|_| Exit)?
-                }
-            };
+            let _w = syscall_write_lock(&mm)?;
             let _g = kmutex_lock(&i_mutex);
         }
         ret_to_user()?;
@@ -423,7 +421,7 @@ fn clone_vm_exit(c: &mut Ctx) {
         spawn_clone_vm("p2", move |mm| {
             sleep_ms(100)?;
             {
-                let _w = mmap_write_lock(&mm);
+                let _w = syscall_write_lock(&mm)?;
                 io_wait_ms(100);
                 let mut slab = KernelPages::new(&pool);
                 let _ = slab.alloc(Gfp::GFP_KERNEL, pct(30));

@@ -19,6 +19,7 @@ use mm::mmap::{
 };
 use mm::mmap_lock::{
     mmap_read_lock, mmap_read_lock_killable, mmap_write_lock, mmap_write_lock_killable,
+    MmapWriteGuard,
 };
 use mm::page_alloc::{FramePool, Pfn};
 use mm::pgtable::PAGE_SIZE;
@@ -168,19 +169,6 @@ pub fn populate_locked(mm: &MmStruct, pages: u64) -> Step<u64> {
     Ok(addr)
 }
 
-/// Map `pages` and touch one page every `every_ms` (a process whose memory grows slowly).
-pub fn trickle(mm: &MmStruct, pages: u64, every_ms: u64) -> Step<u64> {
-    let addr = match map(mm, pages, false)? {
-        Ok(a) => a,
-        Err(_) => return Err(Exit),
-    };
-    for i in 0..pages {
-        touch_pages(mm, addr + i * PAGE_SIZE, 1)?;
-        sleep_ms(every_ms)?;
-    }
-    Ok(addr)
-}
-
 /// `mmap` one page, touch it, `munmap` it, sleep 1 ms; `rounds` times. Each round takes
 /// `mmap_lock` for write twice (mmap, munmap) and for read once (the fault).
 pub fn map_unmap_loop(mm: &MmStruct, rounds: u64) -> Step {
@@ -229,15 +217,21 @@ pub fn fault_stalled_on_io(mm: &MmStruct, ms: u64) -> Step {
     ret_to_user()
 }
 
+/// `mmap_lock` for write at the entry of an mm syscall: `mmap_write_lock_killable()` or
+/// `mmap_write_lock()` per the `write_lock` knob, as the emulated mmap/munmap/mprotect/mlock
+/// take it. `Exit` when the killable wait was ended by SIGKILL (EINTR, then the task dies).
+pub fn syscall_write_lock(mm: &MmStruct) -> Step<MmapWriteGuard<'_>> {
+    match mm.knobs().write_lock {
+        LockWait::Uninterruptible => Ok(mmap_write_lock(mm)),
+        LockWait::Killable => mmap_write_lock_killable(mm).map_err(|_| Exit),
+    }
+}
+
 /// A syscall that holds `mmap_lock` for write across a `ms` uninterruptible wait (e.g. a
-/// driver's `->mmap` waiting for its device; oom-killer.md §6 L5). The write lock is taken as
-/// the mm syscalls take it (per the `write_lock` knob: EINTR on SIGKILL while waiting).
+/// driver's `->mmap` waiting for its device; oom-killer.md §6 L5).
 pub fn write_locked_io_wait(mm: &MmStruct, ms: u64) -> Step {
     {
-        let _g = match mm.knobs().write_lock {
-            LockWait::Uninterruptible => mmap_write_lock(mm),
-            LockWait::Killable => mmap_write_lock_killable(mm).map_err(|_| Exit)?,
-        };
+        let _g = syscall_write_lock(mm)?;
         io_wait_ms(ms);
     }
     ret_to_user()

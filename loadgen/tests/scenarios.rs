@@ -286,10 +286,12 @@ fn oom_score_adj_scales_badness() {
 fn oom_lock_nine_allocators_one_kill() {
     each_config("oom-lock", |kc, o| {
         o.assert_completed_clean();
-        // §2.1/§3.3: whoever wins oom_lock kills the largest (the hog); every later
-        // out_of_memory() aborts while the hog's mm is pending, and the hog's memory then
-        // serves all eight small allocators: exactly one kill.
+        // §2.1/§3.3: the nine allocators reach the slow path together (100 ms); whoever wins
+        // oom_lock first kills the largest (the hog), every later out_of_memory() aborts
+        // while the hog's mm is pending, and the hog's memory then serves all eight small
+        // allocators: exactly one kill.
         assert_eq!(o.killed(), ["hog"], "{o}");
+        assert!(o.victims()[0].at_ms >= 100.0, "{o}");
         assert_eq!((o.kills(), o.livelocks(), o.sysrq()), (1, 0, 0), "{o}");
         if kc.reaper == Reaper::On {
             // The hog only read-locks its mmap_lock in faults: the reaper never gives up.
