@@ -194,3 +194,11 @@ fn kthread(name: &str) -> CloneKind {
         comm: name.to_string(),
     }
 }
+
+impl Drop for Machine {
+    /// Break the pool ↔ OOM-killer reference cycle so that the frame pool's mapping is
+    /// returned to the host when the machine goes (many trials run in one process).
+    fn drop(&mut self) {
+        self.pool.clear_oom_killer();
+    }
+}

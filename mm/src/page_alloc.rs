@@ -692,6 +692,12 @@ impl FramePool {
         *self.oom_killer.write() = Some(k);
     }
 
+    /// Remove the OOM killer (machine teardown: the killer refers back to the pool, so the
+    /// pair would otherwise keep each other — and the frame mapping — alive).
+    pub fn clear_oom_killer(&self) {
+        *self.oom_killer.write() = None;
+    }
+
     /// `oom_lock`: serialises OOM kills (the allocator trylocks it; sysrq-f and the OOM killer's
     /// other callers lock it).
     pub fn oom_lock(&self) -> &KMutex {
