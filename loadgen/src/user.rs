@@ -11,7 +11,7 @@
 
 use mm::errno::Errno;
 use mm::gfp::Gfp;
-use mm::kmutex::KMutex;
+use mm::kmutex::{KMutex, KMutexGuard};
 use mm::memory::{access_process_vm, attach_mm, mmput, touch, FaultError};
 use mm::mm_types::{LockWait, MmStruct};
 use mm::mmap::{
@@ -237,37 +237,11 @@ pub fn write_locked_io_wait(mm: &MmStruct, ms: u64) -> Step {
     ret_to_user()
 }
 
-/// A kernel mutex held by the current task (e.g. an inode's `i_mutex` taken by a filesystem
-/// path), recorded in the task's held locks so that livelock wait-for chains name the holder;
-/// unlocked on drop.
-pub struct KMutexHeld<'a> {
-    m: &'a KMutex,
-    recorded: bool,
-}
-
-/// `mutex_lock()` (TASK_UNINTERRUPTIBLE: SIGKILL does not end the wait) from a syscall path.
-pub fn kmutex_lock(m: &KMutex) -> KMutexHeld<'_> {
-    m.mutex_lock();
-    let id = m as *const KMutex as usize;
-    // Record the hold unless the mutex already does (lockdep's held_locks).
-    let recorded = sched::with_current(|t| {
-        if t.held_locks().iter().any(|l| l.object_id == id) {
-            false
-        } else {
-            t.lockdep_acquired(id, true);
-            true
-        }
-    });
-    KMutexHeld { m, recorded }
-}
-
-impl Drop for KMutexHeld<'_> {
-    fn drop(&mut self) {
-        if self.recorded {
-            sched::with_current(|t| t.lockdep_released(self.m as *const KMutex as usize));
-        }
-        self.m.mutex_unlock();
-    }
+/// `mutex_lock()` (TASK_UNINTERRUPTIBLE: SIGKILL does not end the wait) on a kernel mutex
+/// from a syscall path, e.g. an inode's `i_mutex` taken by a filesystem; unlocked when the
+/// guard drops. The mutex records the hold, so livelock wait-for chains name the holder.
+pub fn kmutex_lock(m: &KMutex) -> KMutexGuard<'_> {
+    m.lock()
 }
 
 /// Pages a kernel path allocated for itself (page-cache pages of a `write(2)`, metadata

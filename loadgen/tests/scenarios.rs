@@ -173,6 +173,16 @@ impl Outcome {
             .map(|l| l.as_str().expect("log line"))
             .collect()
     }
+    /// The first livelock's wait-for chain, one string.
+    fn first_chain(&self) -> String {
+        self.json["livelock_chains"][0]["chain"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no livelock chain\n{self}"))
+            .iter()
+            .map(|l| l.as_str().expect("chain line"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
     fn log_has(&self, needle: &str) -> bool {
         self.log().iter().any(|l| l.contains(needle))
     }
@@ -432,6 +442,13 @@ fn writer_stuck_l5() {
             Reaper::Off => {
                 assert_eq!((o.livelocks(), o.sysrq()), (1, 1), "{o}");
                 assert!(o.victims()[1].sysrq, "{o}");
+                // The chain: the victim's idle thread waits in exit_mm behind the write lock
+                // its other thread holds while sleeping on the inode mutex of the allocating
+                // writer.
+                let chain = o.first_chain();
+                assert!(chain.contains("mmap_lock[pid"), "{chain}");
+                assert!(chain.contains("is held for write by"), "{chain}");
+                assert!(chain.contains("&inode->i_mutex is held"), "{chain}");
             }
             // R1: ten failed trylocks → "unable to reap" → MMF_OOM_SKIP → the next victim
             // is chosen by the OOM killer itself; the livelock becomes an extra kill.
@@ -493,6 +510,12 @@ fn fs_lock_l4() {
             Reaper::Off => {
                 assert_eq!((o.livelocks(), o.sysrq(), o.kills()), (1, 1, 2), "{o}");
                 assert_eq!(o.killed(), ["victim", "bystander"], "{o}");
+                // The chain: the victim sleeps on the inode mutex, whose holder waits for
+                // memory.
+                let chain = o.first_chain();
+                assert!(chain.contains("on &inode->i_mutex"), "{chain}");
+                assert!(chain.contains("&inode->i_mutex is held"), "{chain}");
+                assert!(chain.contains("writer"), "{chain}");
             }
             // L4 R1: the victim holds no mmap_lock, the first trylock succeeds and reaps;
             // solved by the reaper alone with one kill.
@@ -642,9 +665,7 @@ fn exit_vs_reaper_many_seeds() {
     // §5: reaper and exit (exit_mmap's own reap, munmap, faults, the remote reader's pins)
     // never free a frame twice and lose none: the runner checks frame conservation after
     // every run and panics otherwise; here every run must also complete with nothing left.
-    // FIXME: each run currently leaks its 16 MiB frame pool (see
-    // `machine_frame_pool_outlives_its_run`); raise the seed counts once that is fixed.
-    let seeds: u64 = if cfg!(debug_assertions) { 8 } else { 24 };
+    let seeds: u64 = if cfg!(debug_assertions) { 12 } else { 48 };
     for kc in ALL {
         for seed in 0..seeds {
             let mut cfg = config("exit-vs-reaper", kc);
@@ -800,9 +821,11 @@ fn probe_pool(c: &mut Ctx) {
     c.process("idle", 0, |_| sleep_ms(10));
 }
 
-/// A run that completes should give its machine back: nothing outlives `run()` but the report.
+/// A run that completes gives its machine back: the frame pool (and its host mapping) does
+/// not outlive `run()` (regression: the FramePool <-> OOM killer `Arc` cycle leaked 16 MiB per
+/// run).
 #[test]
-fn machine_frame_pool_outlives_its_run() {
+fn machine_frame_pool_freed_after_its_run() {
     let probe = Scenario {
         name: "pool-probe",
         about: "one idle process",
@@ -814,12 +837,5 @@ fn machine_frame_pool_outlives_its_run() {
     let pool = POOL_PROBE
         .with(|p| p.borrow_mut().take())
         .expect("setup ran");
-    // FIXME: today the pool (and its 16 MiB mapping) is never freed: FramePool holds the OOM
-    // killer (`set_oom_killer` keeps an `Arc<dyn OomKiller>`) and the OOM killer holds the pool
-    // (`Oom::pool`), a reference cycle. Storing a `Weak` in `FramePool::oom_killer` breaks it;
-    // then this must become `pool.upgrade().is_none()`.
-    assert!(
-        pool.upgrade().is_some(),
-        "the leak is fixed: flip this assertion"
-    );
+    assert!(pool.upgrade().is_none(), "the frame pool outlived its run");
 }
