@@ -988,12 +988,10 @@ impl FramePool {
     }
 
     /// `pagefault_out_of_memory()` (mm/oom_kill.c, v4.19): a page fault whose allocation
-    /// failed (VM_FAULT_OOM) runs the OOM killer with `gfp_mask` 0 — unless the task is dying
-    /// or `oom_lock` is taken (then somebody else is handling the OOM).
+    /// failed (VM_FAULT_OOM) runs the OOM killer with `gfp_mask` 0 unless `oom_lock` is taken
+    /// (then somebody else is handling the OOM). The early return for a dying task came with
+    /// v5.16 (0b28179a6138) and is not modelled.
     pub fn pagefault_out_of_memory(&self) {
-        if sched::in_task() && sched::fatal_signal_pending() {
-            return;
-        }
         if !self.oom_lock.mutex_trylock() {
             return;
         }

@@ -304,11 +304,15 @@ fn chain_of(oom: &Oom, t: &Task, depth: usize, seen: &mut HashSet<Tid>, out: &mu
             .into_iter()
             .find(|l| l.object_id == w.object_id)
         {
-            out.push(format!(
-                "{pad}  -> {} is held for {} by:",
-                w.object,
-                if hl.write { "write" } else { "read" }
-            ));
+            out.push(if w.func.contains("mutex") {
+                format!("{pad}  -> {} is held by:", w.object)
+            } else {
+                format!(
+                    "{pad}  -> {} is held for {} by:",
+                    w.object,
+                    if hl.write { "write" } else { "read" }
+                )
+            });
             chain_of(oom, &h, depth + 2, seen, out);
         }
     }
