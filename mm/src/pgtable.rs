@@ -172,6 +172,40 @@ impl PteLocked<'_> {
     }
 }
 
+/// The table behind `slot`, allocating and installing it with a CAS if `alloc` (the kernel's
+/// `__pmd_alloc`/`__pte_alloc`, which populate under `page_table_lock`). Returns the table and
+/// whether this call installed it. Installed tables live until the `PageTable` drops.
+fn install<'a, T>(
+    slot: &'a AtomicPtr<T>,
+    alloc: bool,
+    make: impl FnOnce() -> T,
+) -> Option<(&'a T, bool)> {
+    let p = slot.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: installed tables live until the PageTable drops.
+        return Some((unsafe { &*p }, false));
+    }
+    if !alloc {
+        return None;
+    }
+    let new = Box::into_raw(Box::new(make()));
+    match slot.compare_exchange(
+        std::ptr::null_mut(),
+        new,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just installed; lives until drop.
+        Ok(_) => Some((unsafe { &*new }, true)),
+        Err(cur) => {
+            // SAFETY: `new` was never shared.
+            drop(unsafe { Box::from_raw(new) });
+            // SAFETY: installed by another walker; lives until drop.
+            Some((unsafe { &*cur }, false))
+        }
+    }
+}
+
 impl PageTable {
     pub fn new() -> Self {
         PageTable {
@@ -187,68 +221,22 @@ impl PageTable {
 
     fn pmd(&self, addr: u64, alloc: bool) -> Option<&Pmd> {
         debug_assert!(addr < TASK_SIZE);
-        let slot = &self.pgd[idx(addr, 2)];
-        let p = slot.load(Ordering::Acquire);
-        if !p.is_null() {
-            // SAFETY: installed tables live until the PageTable drops.
-            return Some(unsafe { &*p });
-        }
-        if !alloc {
-            return None;
-        }
-        let new = Box::into_raw(Box::new(Pmd {
+        install(&self.pgd[idx(addr, 2)], alloc, || Pmd {
             tables: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
-        }));
-        match slot.compare_exchange(
-            std::ptr::null_mut(),
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            // SAFETY: just installed; lives until drop.
-            Ok(_) => Some(unsafe { &*new }),
-            Err(cur) => {
-                // SAFETY: `new` was never shared.
-                drop(unsafe { Box::from_raw(new) });
-                // SAFETY: as above.
-                Some(unsafe { &*cur })
-            }
-        }
+        })
+        .map(|(pmd, _)| pmd)
     }
 
     fn table(&self, addr: u64, alloc: bool) -> Option<&PteTable> {
         let pmd = self.pmd(addr, alloc)?;
-        let slot = &pmd.tables[idx(addr, 1)];
-        let p = slot.load(Ordering::Acquire);
-        if !p.is_null() {
-            // SAFETY: installed tables live until the PageTable drops.
-            return Some(unsafe { &*p });
-        }
-        if !alloc {
-            return None;
-        }
-        let new = Box::into_raw(Box::new(PteTable {
+        let (table, new) = install(&pmd.tables[idx(addr, 1)], alloc, || PteTable {
             ptl: RawSpinLock::new(()),
             entries: std::array::from_fn(|_| AtomicU64::new(0)),
-        }));
-        match slot.compare_exchange(
-            std::ptr::null_mut(),
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => {
-                self.nr_ptes.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: just installed; lives until drop.
-                Some(unsafe { &*new })
-            }
-            Err(cur) => {
-                // SAFETY: `new` was never shared.
-                drop(unsafe { Box::from_raw(new) });
-                // SAFETY: as above.
-                Some(unsafe { &*cur })
-            }
+        })?;
+        if new {
+            self.nr_ptes.fetch_add(1, Ordering::Relaxed);
         }
+        Some(table)
     }
 
     /// Lock-free read of the PTE for `addr` (what the MMU sees).
