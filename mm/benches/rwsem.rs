@@ -49,7 +49,7 @@ fn main() {
 
 #[cfg(not(oomlab_loom))]
 mod bench {
-    use crate::common::{self, median, num, BenchArgs};
+    use crate::common::{self, median, num, BenchArgs, Gate};
     use criterion::Criterion;
     use mm::lock_events::{LockEvent, NR_LOCK_EVENTS};
     use mm::rwsem::{RwSem, RwSemModel};
@@ -58,7 +58,7 @@ mod bench {
     use serde_json::{json, Map, Value};
     use std::hint::black_box;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::{mpsc, Arc, Condvar, Mutex};
+    use std::sync::{mpsc, Arc};
     use std::time::{Duration, Instant};
 
     // ---- the locks, behind one trait -----------------------------------------------------
@@ -289,45 +289,6 @@ mod bench {
     const STARVE_TICKS: usize = 100;
     const STOP: u32 = u32::MAX;
     const CONTENDED: &str = "contended_90r10w";
-
-    /// Start gate: every thread blocks on the condvar (futex) until the driver opens it.
-    struct Gate {
-        state: Mutex<(usize, bool)>,
-        arrived: Condvar,
-        opened: Condvar,
-    }
-
-    impl Gate {
-        fn new() -> Gate {
-            Gate {
-                state: Mutex::new((0, false)),
-                arrived: Condvar::new(),
-                opened: Condvar::new(),
-            }
-        }
-        fn arrive_and_wait(&self) {
-            let mut g = self.state.lock().unwrap();
-            g.0 += 1;
-            self.arrived.notify_one();
-            while !g.1 {
-                g = self.opened.wait(g).unwrap();
-            }
-        }
-        /// Wait until `n` threads have arrived; false on timeout.
-        fn wait_arrived(&self, n: usize, timeout: Duration) -> bool {
-            let g = self.state.lock().unwrap();
-            let (g, r) = self
-                .arrived
-                .wait_timeout_while(g, timeout, |s| s.0 < n)
-                .unwrap();
-            drop(g);
-            !r.timed_out()
-        }
-        fn open(&self) {
-            self.state.lock().unwrap().1 = true;
-            self.opened.notify_all();
-        }
-    }
 
     struct Shared<L> {
         lock: L,

@@ -14,54 +14,16 @@
 //! clean-up after the window (the last munmap) is not timed.
 #![allow(dead_code)]
 
+use crate::common::Gate;
 use mm::lock_events::{LockEvent, NR_LOCK_EVENTS};
 use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
 use mm::task::CloneKind;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// Stack of every worker (emulated task or OS thread).
 pub const STACK: usize = 256 << 10;
-
-/// Start gate: every worker blocks on the condvar (futex) until the driver opens it.
-struct Gate {
-    state: Mutex<(usize, bool)>,
-    arrived: Condvar,
-    opened: Condvar,
-}
-
-impl Gate {
-    fn new() -> Gate {
-        Gate {
-            state: Mutex::new((0, false)),
-            arrived: Condvar::new(),
-            opened: Condvar::new(),
-        }
-    }
-    fn arrive_and_wait(&self) {
-        let mut g = self.state.lock().unwrap();
-        g.0 += 1;
-        self.arrived.notify_one();
-        while !g.1 {
-            g = self.opened.wait(g).unwrap();
-        }
-    }
-    /// Wait until `n` workers have arrived; false on timeout.
-    fn wait_arrived(&self, n: usize, timeout: Duration) -> bool {
-        let g = self.state.lock().unwrap();
-        let (g, r) = self
-            .arrived
-            .wait_timeout_while(g, timeout, |s| s.0 < n)
-            .unwrap();
-        drop(g);
-        !r.timed_out()
-    }
-    fn open(&self) {
-        self.state.lock().unwrap().1 = true;
-        self.opened.notify_all();
-    }
-}
 
 struct Shared {
     gate: Gate,

@@ -165,3 +165,52 @@ pub fn env_usize(var: &str, default: usize) -> usize {
         Err(_) => default,
     }
 }
+
+/// Start gate for the contended benches: every worker blocks on a condvar (a futex) until the
+/// driver opens it — no `yield_now` spinning and no `Barrier`, both of which make threads look
+/// starved at the start of a window.
+pub struct Gate {
+    state: std::sync::Mutex<(usize, bool)>,
+    arrived: std::sync::Condvar,
+    opened: std::sync::Condvar,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate {
+            state: std::sync::Mutex::new((0, false)),
+            arrived: std::sync::Condvar::new(),
+            opened: std::sync::Condvar::new(),
+        }
+    }
+    /// Report arrival, then sleep until the gate opens.
+    pub fn arrive_and_wait(&self) {
+        let mut g = self.state.lock().unwrap();
+        g.0 += 1;
+        self.arrived.notify_one();
+        while !g.1 {
+            g = self.opened.wait(g).unwrap();
+        }
+    }
+    /// Wait until `n` workers have arrived; false on timeout.
+    pub fn wait_arrived(&self, n: usize, timeout: std::time::Duration) -> bool {
+        let g = self.state.lock().unwrap();
+        let (g, r) = self
+            .arrived
+            .wait_timeout_while(g, timeout, |s| s.0 < n)
+            .unwrap();
+        drop(g);
+        !r.timed_out()
+    }
+    /// Let every waiting worker go.
+    pub fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.opened.notify_all();
+    }
+}
