@@ -193,7 +193,8 @@ impl Task {
     }
     /// Current run state (one of [`state`]'s constants).
     pub fn state(&self) -> u32 {
-        self.state.load(Ordering::SeqCst)
+        // Without the threads executor's private PARKED bit.
+        self.state.load(Ordering::SeqCst) & !(1 << 30)
     }
     /// `fatal_signal_pending()`: SIGKILL is pending.
     pub fn fatal_signal_pending(&self) -> bool {

@@ -201,7 +201,7 @@ pub fn try_to_wake_up(t: &Task, mask: u32) -> bool {
             .compare_exchange(s, TASK_RUNNING, Ordering::SeqCst, Ordering::SeqCst)
         {
             Ok(_) => {
-                make_runnable(t);
+                make_runnable(t, s);
                 return true;
             }
             Err(now) => s = now,
@@ -340,10 +340,15 @@ fn block(t: &Task, deadline_ns: Option<u64>) {
     }
 }
 
-fn make_runnable(t: &Task) {
+fn make_runnable(t: &Task, old_state: u32) {
+    let _ = old_state;
     match &t.exec {
         #[cfg(not(oomlab_loom))]
-        ExecHandle::Threads(_) => threads::futex_wake(&t.state),
+        ExecHandle::Threads(_) => {
+            if old_state & threads::PARKED != 0 {
+                threads::futex_wake(&t.state)
+            }
+        }
         #[cfg(not(oomlab_loom))]
         ExecHandle::Sim(s, idx) => s.make_runnable(*idx),
         #[cfg(oomlab_loom)]

@@ -46,6 +46,15 @@ impl ThreadsShared {
 
     pub(crate) fn block(&self, t: &Task, deadline_ns: Option<u64>) {
         loop {
+            // A short spin before sleeping: a wake-up that comes within a few microseconds
+            // then costs neither a FUTEX_WAIT nor (see `PARKED`) a FUTEX_WAKE. The task is
+            // asleep for the model all along (its state says so); only the host's cost changes.
+            for _ in 0..SPIN_BEFORE_PARK {
+                if t.state.load(Ordering::Acquire) == TASK_RUNNING {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
             let s = t.state.load(Ordering::SeqCst);
             if s == TASK_RUNNING {
                 return;
@@ -62,10 +71,26 @@ impl ThreadsShared {
                     Some(Duration::from_nanos(d - now))
                 }
             };
-            futex_wait(&t.state, s, timeout);
+            // Announce the futex sleep, so that wakers know they must issue FUTEX_WAKE.
+            let parked = s | PARKED;
+            if s != parked
+                && t.state
+                    .compare_exchange(s, parked, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                continue;
+            }
+            futex_wait(&t.state, parked, timeout);
         }
     }
 }
+
+/// Spin iterations in `block` before the futex sleep.
+const SPIN_BEFORE_PARK: u32 = 50;
+
+/// Bit of the task state word set by a task about to sleep in FUTEX_WAIT (never one of the
+/// kernel's state bits; masked off by `Task::state()`).
+pub(crate) const PARKED: u32 = 1 << 30;
 
 /// Wait while `*word == val`, at most `timeout`.
 pub(crate) fn futex_wait(word: &AtomicU32, val: u32, timeout: Option<Duration>) {
