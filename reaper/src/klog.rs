@@ -30,23 +30,20 @@ impl fmt::Display for LogLine {
 pub struct KernelLog {
     lines: Mutex<(Vec<LogLine>, u64)>,
     cap: usize,
-    echo: bool,
 }
 
 impl Default for KernelLog {
     fn default() -> Self {
-        Self::new(100_000, false)
+        Self::new(100_000)
     }
 }
 
 impl KernelLog {
-    /// A buffer of at most `cap` lines; with `echo`, lines are also written to stderr as they
-    /// are printed (the console).
-    pub fn new(cap: usize, echo: bool) -> Self {
+    /// A buffer of at most `cap` lines (the binary prints them; the library does no I/O).
+    pub fn new(cap: usize) -> Self {
         KernelLog {
             lines: Mutex::new((Vec::new(), 0)),
             cap,
-            echo,
         }
     }
 
@@ -62,9 +59,6 @@ impl KernelLog {
             ts_ns,
             text: text.into(),
         };
-        if self.echo {
-            eprintln!("{line}");
-        }
         let mut g = self.lines.lock();
         if g.0.len() >= self.cap {
             g.0.remove(0);

@@ -466,11 +466,19 @@ impl Sim {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
-                eprintln!(
-                    "oomlab: emulator bug in sim task {:?} at step {}; reproduce with seed {}",
-                    task, self.steps, self.cfg.seed
-                );
-                std::panic::resume_unwind(e);
+                // Crash loudly with what is needed to replay it (the library does no I/O of
+                // its own: the seed goes into the panic message).
+                let msg = e
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| e.downcast_ref::<String>().cloned());
+                match msg {
+                    Some(m) => panic!(
+                        "{m}\noomlab: emulator bug in sim task {:?} at step {}; reproduce with seed {}",
+                        task, self.steps, self.cfg.seed
+                    ),
+                    None => std::panic::resume_unwind(e),
+                }
             }
         };
         let result = match r {
