@@ -38,7 +38,7 @@
 use crate::rwsem::Killed;
 use crate::sched;
 use crate::sync::{AtomicI64, Ordering, RawSpinLock};
-use crate::task::{state::*, Task, Tid, Wchan};
+use crate::task::{state::*, Task, Tid};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
@@ -225,11 +225,15 @@ impl KMutex {
             // __mutex_waiter_is_first(): flag the owner word so that unlock wakes us.
             self.owner.fetch_or(MUTEX_FLAG_WAITERS, Ordering::AcqRel);
         }
-        cur.set_wchan(Some(self.wchan(if state == TASK_KILLABLE {
-            "__mutex_lock_killable_slowpath"
-        } else {
-            "__mutex_lock_slowpath"
-        })));
+        cur.set_wchan_on(
+            if state == TASK_KILLABLE {
+                "__mutex_lock_killable_slowpath"
+            } else {
+                "__mutex_lock_slowpath"
+            },
+            &self.name,
+            self as *const _ as usize,
+        );
         sched::set_current_state(state);
         let result = loop {
             // Serialised against mutex_unlock() by wait_lock: trylock before the error checks.
@@ -303,14 +307,6 @@ impl KMutex {
         if let Some(t) = next {
             // wake_up_q() after dropping wait_lock.
             sched::wake_up_process(&t);
-        }
-    }
-
-    fn wchan(&self, func: &'static str) -> Wchan {
-        Wchan {
-            func,
-            object: self.name.clone(),
-            object_id: self as *const _ as usize,
         }
     }
 
@@ -464,6 +460,63 @@ mod tests {
         assert_eq!(*order.lock(), vec!["w1".to_string(), "w2".to_string()]);
         assert_eq!(m.owner_word(), 0);
         assert!(ws[0].wchan().is_none());
+    }
+
+    /// The wait channel follows the object waited on: a task that sleeps on one mutex, then
+    /// on another, then on the first again reports each in turn (name and identity), and
+    /// nothing while it runs. (The task keeps the last object's name cached; switching
+    /// objects must not leave the old name behind.)
+    #[test]
+    fn wchan_follows_the_object_across_sleeps() {
+        let mut s = sim(3);
+        let a = Arc::new(KMutex::new("lock_a"));
+        let b = Arc::new(KMutex::new("lock_b"));
+        let phase = Arc::new(AtomicU32::new(0));
+        // The holder takes `a` and `b` and releases one per phase.
+        let h = {
+            let (a, b, phase) = (a.clone(), b.clone(), phase.clone());
+            s.spawn(proc("h"), move || {
+                let ga = a.lock();
+                let gb = b.lock();
+                while phase.load(Ordering::SeqCst) < 1 {
+                    sched::cond_resched();
+                }
+                drop(ga);
+                while phase.load(Ordering::SeqCst) < 2 {
+                    sched::cond_resched();
+                }
+                drop(gb);
+            })
+            .unwrap()
+        };
+        assert_eq!(s.step(h.tid()), Ok(StepResult::Yielded));
+        let w = {
+            let (a, b) = (a.clone(), b.clone());
+            s.spawn(proc("w"), move || {
+                drop(a.lock());
+                drop(b.lock());
+            })
+            .unwrap()
+        };
+        assert_eq!(s.step(w.tid()), Ok(StepResult::Blocked));
+        let c = w.wchan().expect("asleep on a");
+        assert_eq!(
+            (&*c.object, c.object_id),
+            ("lock_a", Arc::as_ptr(&a) as usize)
+        );
+        phase.store(1, Ordering::SeqCst);
+        // h releases a (waking w); w takes a, releases it and sleeps on b.
+        assert_eq!(s.step(h.tid()), Ok(StepResult::Yielded));
+        assert_eq!(s.step(w.tid()), Ok(StepResult::Blocked));
+        let c = w.wchan().expect("asleep on b");
+        assert_eq!(
+            (&*c.object, c.object_id),
+            ("lock_b", Arc::as_ptr(&b) as usize)
+        );
+        assert_eq!(c.func, "__mutex_lock_slowpath");
+        phase.store(2, Ordering::SeqCst);
+        assert_eq!(s.run(), SimOutcome::AllExited);
+        assert!(w.wchan().is_none());
     }
 
     /// mutex_trylock succeeds on an unowned lock even while a woken waiter has not run yet

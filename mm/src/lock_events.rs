@@ -61,7 +61,8 @@ lock_events! {
     RwsemWakeWriter => "rwsem_wake_writer",
     /// `downgrade_write` calls.
     RwsemDowngrade => "rwsem_downgrade",
-    /// Emulated nanoseconds spent in rwsem slow paths (acquired or failed).
+    /// Emulated nanoseconds rwsem waiters spent asleep, from their first `schedule()` to the
+    /// acquisition or the bail-out (slow paths that never sleep add nothing: no clock reads).
     RwsemWaitNs => "rwsem_wait_ns",
 }
 

@@ -233,16 +233,29 @@ fn pin_pte_page(mm: &MmStruct, addr: u64, pfn: u32) -> Option<crate::page_alloc:
 
 /// `zap_page_range()` / `unmap_page_range()` for [start, end) of `vma`: clear the PTEs, drop
 /// the mapping references, uncharge rss. Returns the number of frames unmapped.
+///
+/// Frames are gathered per PTE table, as `zap_pte_range()` (v4.7) gathers them into its
+/// `mmu_gather`, and released together once the table's lock is dropped
+/// ([`crate::page_alloc::FramePool::release_unmapped`]); the kernel flushes at most
+/// `MAX_GATHER_BATCH` pages at a time, here one table (≤ 512).
 pub(crate) fn zap_vma_range(mm: &MmStruct, vma: &Vma, start: u64, end: u64) -> u64 {
+    use crate::page_alloc::Pfn;
+    use crate::pgtable::Zap;
     let mut n = 0;
-    let pool = &mm.pool;
-    mm.pgtable.zap_range(start, end, |_, old| {
+    let mut batch = [Pfn(0); 512];
+    let mut len = 0usize;
+    mm.pgtable.zap_range(start, end, |z| match z {
         // Accessible or PROT_NONE: either way the entry held the frame's mapping reference.
-        if let Some(pfn) = old.frame() {
-            let pfn = crate::page_alloc::Pfn(pfn);
-            pool.set_unmapped(pfn);
-            pool.put_page(pfn);
-            n += 1;
+        Zap::Cleared(_, old) => {
+            if let Some(pfn) = old.frame() {
+                batch[len] = Pfn(pfn);
+                len += 1;
+                n += 1;
+            }
+        }
+        Zap::TableDone => {
+            mm.pool.release_unmapped(&batch[..len]);
+            len = 0;
         }
     });
     if n > 0 {

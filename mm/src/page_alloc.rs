@@ -89,6 +89,10 @@ use std::sync::Arc;
 
 /// `PAGE_SHIFT`.
 pub const PAGE_SHIFT: u32 = 12;
+/// Frames per `release_pages()` pass of [`FramePool::release_unmapped`] (the kernel's
+/// `mmu_gather` batch holds up to `MAX_GATHER_BATCH` ≈ 510 pages).
+const RELEASE_BATCH: usize = 512;
+
 /// `PAGE_SIZE`.
 pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// `MAX_RECLAIM_RETRIES` (v4.7+): fruitless reclaim rounds before the OOM path.
@@ -957,6 +961,65 @@ impl FramePool {
             slot.spills.fetch_add(1, Ordering::Relaxed);
         }
         slot.count.store(list.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The free half of `zap_pte_range()` + `tlb_flush_mmu_free()` (mm/memory.c, v4.7) for
+    /// frames whose PTEs the caller just cleared: `page_remove_rmap()` for each (Mapped →
+    /// Allocated, asserting), then `release_pages()` drops each mapping reference and frees
+    /// the frames whose last reference it was with `free_hot_cold_page_list()` — one per-CPU
+    /// list visit for the batch, as the kernel frees an `mmu_gather` batch with interrupts
+    /// disabled once. A frame still pinned by `get_page()` stays Allocated until its last
+    /// `put_page()`.
+    pub fn release_unmapped(&self, pfns: &[Pfn]) {
+        if pfns.is_empty() {
+            return;
+        }
+        let mut to_free = [Pfn(0); RELEASE_BATCH];
+        for chunk in pfns.chunks(RELEASE_BATCH) {
+            let mut n = 0;
+            for &pfn in chunk {
+                // put_page_testzero() first, so that a frame whose last reference this was
+                // goes Mapped → Pcp in one step (nobody else can reach it any more).
+                let old = self.refs[pfn.0 as usize].fetch_sub(1, Ordering::AcqRel);
+                assert!(
+                    old > 0,
+                    "oomlab: emulator bug: unmapping frame pfn {pfn} with no reference"
+                );
+                if old > 1 {
+                    self.transition(pfn, FrameState::Mapped, FrameState::Allocated, "unmapping");
+                } else {
+                    self.transition(
+                        pfn,
+                        FrameState::Mapped,
+                        FrameState::Pcp,
+                        "unmapping and freeing",
+                    );
+                    if self.poison {
+                        // kernel_poison_pages(page, 1, 0). SAFETY: ours until it is listed.
+                        unsafe {
+                            std::ptr::write_bytes(self.frame_ptr(pfn), PAGE_POISON, PAGE_SIZE)
+                        };
+                    }
+                    to_free[n] = pfn;
+                    n += 1;
+                }
+            }
+            let slot = self.this_slot();
+            slot.mapped.fetch_sub(chunk.len() as i64, Ordering::Relaxed);
+            slot.allocated
+                .fetch_add((chunk.len() - n) as i64, Ordering::Relaxed);
+            if n > 0 {
+                let mut list = slot.list.lock();
+                for &pfn in &to_free[..n] {
+                    list.push_front(pfn);
+                    if list.len() as u64 >= self.pcp_high {
+                        self.free_pcppages_bulk(self.pcp_batch, &mut list);
+                        slot.spills.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                slot.count.store(list.len() as u64, Ordering::Relaxed);
+            }
+        }
     }
 
     /// `get_page()`: take a reference on an allocated or mapped frame (a `get_user_pages` pin

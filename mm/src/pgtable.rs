@@ -124,10 +124,38 @@ impl Pte {
     }
 }
 
-/// A last-level table with its split PTE lock.
+/// What [`PageTable::zap_range`] reports to its caller.
+#[derive(Clone, Copy, Debug)]
+pub enum Zap {
+    /// The present entry for this address was cleared; it held this value.
+    Cleared(u64, Pte),
+    /// A table is done and its lock dropped.
+    TableDone,
+}
+
+/// A last-level table with its split PTE lock. The table is page-aligned, as a page-table
+/// page is, and the lock sits in a cache line of its own after the entries (the kernel keeps
+/// it in the table page's `struct page`, `page->ptl`): a lock word sharing a line with another
+/// table's entries would bounce between CPUs faulting in neighbouring tables.
+#[repr(C, align(64))]
 pub struct PteTable {
-    ptl: RawSpinLock<()>,
+    ptl: PtlLine,
     entries: [AtomicU64; ENTRIES],
+}
+
+// The lock has a line of its own and the entries start on the next one.
+const _: () = assert!(std::mem::align_of::<PteTable>() == 64);
+const _: () = assert!(std::mem::offset_of!(PteTable, entries) == 64);
+
+/// `page->ptl`, alone in its cache line.
+#[repr(align(64))]
+struct PtlLine(RawSpinLock<()>);
+
+impl std::ops::Deref for PtlLine {
+    type Target = RawSpinLock<()>;
+    fn deref(&self) -> &RawSpinLock<()> {
+        &self.0
+    }
 }
 
 struct Pmd {
@@ -230,7 +258,7 @@ impl PageTable {
     fn table(&self, addr: u64, alloc: bool) -> Option<&PteTable> {
         let pmd = self.pmd(addr, alloc)?;
         let (table, new) = install(&pmd.tables[idx(addr, 1)], alloc, || PteTable {
-            ptl: RawSpinLock::new(()),
+            ptl: PtlLine(RawSpinLock::new(())),
             entries: std::array::from_fn(|_| AtomicU64::new(0)),
         })?;
         if new {
@@ -265,10 +293,12 @@ impl PageTable {
         })
     }
 
-    /// Clear every PTE in [start, end) for which `filter` holds, one table at a time under its
-    /// lock (`zap_pte_range()`); `on_clear(addr, old)` runs for each cleared present entry with
-    /// the lock held (the caller drops its page reference there, as `zap_pte_range` does).
-    pub fn zap_range(&self, start: u64, end: u64, mut on_clear: impl FnMut(u64, Pte)) {
+    /// Clear every PTE in [start, end), one table at a time under its lock
+    /// (`zap_pte_range()`): `f(Zap::Cleared(addr, old))` runs for each cleared present entry
+    /// with the lock held (the caller drops its page reference there, as `zap_pte_range`
+    /// does), and `f(Zap::TableDone)` after each table's lock is dropped (where
+    /// `zap_pte_range` flushes its `mmu_gather` batch and frees the pages it gathered).
+    pub fn zap_range(&self, start: u64, end: u64, mut f: impl FnMut(Zap)) {
         let mut addr = start;
         let span = PAGE_SIZE << LEVEL_BITS;
         while addr < end {
@@ -279,10 +309,12 @@ impl PageTable {
                 while a < stop {
                     let old = locked.take(a);
                     if old != Pte::None {
-                        on_clear(a, old);
+                        f(Zap::Cleared(a, old));
                     }
                     a += PAGE_SIZE;
                 }
+                drop(locked);
+                f(Zap::TableDone);
             }
             addr = stop;
         }

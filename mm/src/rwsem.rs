@@ -46,7 +46,7 @@
 use crate::lock_events::{count as count_event, LockEvent};
 use crate::sched;
 use crate::sync::{AtomicI64, AtomicU32, Ordering, RawSpinLock};
-use crate::task::{state::*, Task, Tid, Wchan};
+use crate::task::{state::*, Task, Tid};
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::fmt;
@@ -144,7 +144,9 @@ enum WakeType {
     ReadOwned,
 }
 
-type WakeQ = Vec<Arc<Task>>;
+/// `DEFINE_WAKE_Q`: tasks to wake once `wait_lock` is dropped; inline up to a few entries, so
+/// that waking one writer or a short batch of readers does not allocate.
+type WakeQ = smallvec::SmallVec<[Arc<Task>; 4]>;
 
 /// One waiter as seen by observers (tests, wait-for chains).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +157,12 @@ pub struct WaiterInfo {
 
 /// The raw semaphore: kernel-shaped calls, no data, no guards. Tests drive it step by step;
 /// [`RwSem`] wraps it with typed guards.
+///
+/// Cache-line aligned, so that the count word every acquisition writes never shares a line
+/// with the data it guards (a reader on another CPU would miss on the data after each
+/// acquisition there): the host-side counterpart of the kernel keeping `mmap_sem` away from
+/// the VMA tree root at the head of `mm_struct`.
+#[repr(align(64))]
 pub struct RawRwSem {
     count: AtomicI64,
     owner: AtomicU32,
@@ -396,14 +404,6 @@ impl RawRwSem {
         self.owner.store(tid, Ordering::Relaxed);
     }
 
-    fn wchan(&self, func: &'static str) -> Wchan {
-        Wchan {
-            func,
-            object: self.name.clone(),
-            object_id: self as *const _ as usize,
-        }
-    }
-
     // ---- slow paths (kernel/locking/rwsem-xadd.c) ------------------------------------
 
     /// `__rwsem_mark_wake()` (v4.7), under `wait_lock`; the queue must be non-empty.
@@ -499,7 +499,6 @@ impl RawRwSem {
     #[cold]
     fn down_read_failed(&self, state: u32) -> Result<(), ()> {
         let cur = sched::current();
-        let start_ns = sched::ktime_get_ns();
         let mut adjustment = -RWSEM_ACTIVE_READ_BIAS;
         let mut wake_q = WakeQ::new();
         cur.rwsem_granted.store(false, Ordering::Relaxed);
@@ -530,8 +529,8 @@ impl RawRwSem {
             TASK_KILLABLE => "rwsem_down_read_failed_killable",
             _ => "rwsem_down_read_failed_interruptible",
         };
-        cur.set_wchan(Some(self.wchan(func)));
-        let mut slept = false;
+        cur.set_wchan_on(func, &self.name, self as *const _ as usize);
+        let mut slept_since = None;
         let result = loop {
             sched::set_current_state(state);
             if cur.rwsem_granted.load(Ordering::Acquire) {
@@ -546,15 +545,17 @@ impl RawRwSem {
                 self.read_out_nolock(&mut q, &cur);
                 break Err(());
             }
-            if !slept {
-                slept = true;
+            if slept_since.is_none() {
+                slept_since = Some(sched::ktime_get_ns());
                 count_event(LockEvent::RwsemSleepReader, 1);
             }
             sched::schedule();
         };
         sched::__set_current_state(TASK_RUNNING);
         cur.set_wchan(None);
-        count_event(LockEvent::RwsemWaitNs, sched::ktime_get_ns() - start_ns);
+        if let Some(t0) = slept_since {
+            count_event(LockEvent::RwsemWaitNs, sched::ktime_get_ns() - t0);
+        }
         count_event(
             if result.is_ok() {
                 LockEvent::RwsemRlock
@@ -606,7 +607,6 @@ impl RawRwSem {
         self.count
             .fetch_sub(RWSEM_ACTIVE_WRITE_BIAS, Ordering::AcqRel);
         let cur = sched::current();
-        let start_ns = sched::ktime_get_ns();
         let func = if state == TASK_KILLABLE {
             "rwsem_down_write_failed_killable"
         } else {
@@ -633,8 +633,8 @@ impl RawRwSem {
             count = self.count.fetch_add(RWSEM_WAITING_BIAS, Ordering::AcqRel) + RWSEM_WAITING_BIAS;
         }
 
-        cur.set_wchan(Some(self.wchan(func)));
-        let mut slept = false;
+        cur.set_wchan_on(func, &self.name, self as *const _ as usize);
+        let mut slept_since = None;
         // Wait until we successfully acquire the lock.
         sched::set_current_state(state);
         let result = loop {
@@ -651,8 +651,8 @@ impl RawRwSem {
                     killed = true;
                     break;
                 }
-                if !slept {
-                    slept = true;
+                if slept_since.is_none() {
+                    slept_since = Some(sched::ktime_get_ns());
                     count_event(LockEvent::RwsemSleepWriter, 1);
                 }
                 sched::schedule();
@@ -676,7 +676,9 @@ impl RawRwSem {
                 count_event(LockEvent::RwsemWlockFail, 1);
             }
         }
-        count_event(LockEvent::RwsemWaitNs, sched::ktime_get_ns() - start_ns);
+        if let Some(t0) = slept_since {
+            count_event(LockEvent::RwsemWaitNs, sched::ktime_get_ns() - t0);
+        }
         result
     }
 

@@ -105,6 +105,11 @@ pub(crate) enum ExecHandle {
     ),
 }
 
+struct WchanSlot {
+    last: Option<Wchan>,
+    active: bool,
+}
+
 /// An emulated task (`struct task_struct`).
 pub struct Task {
     tid: Tid,
@@ -114,7 +119,10 @@ pub struct Task {
     /// Pending-signal bits (private + shared sets folded together; see module doc).
     sigpending: AtomicU32,
     pub(crate) exec: ExecHandle,
-    wchan: parking_lot::Mutex<Option<Wchan>>,
+    /// The wait channel (`active`) and the last one set, kept while inactive so that a task
+    /// sleeping on the same object again does not clone the object's name (an atomic on a
+    /// cache line every waiter of that object shares).
+    wchan: parking_lot::Mutex<WchanSlot>,
     /// Emulated time (ns) at which the current sleep began; for hung-task reports.
     sleep_since_ns: std::sync::atomic::AtomicU64,
     exited: AtomicBool,
@@ -164,7 +172,10 @@ impl Task {
             state: AtomicU32::new(TASK_RUNNING),
             sigpending: AtomicU32::new(0),
             exec,
-            wchan: parking_lot::Mutex::new(None),
+            wchan: parking_lot::Mutex::new(WchanSlot {
+                last: None,
+                active: false,
+            }),
             sleep_since_ns: std::sync::atomic::AtomicU64::new(0),
             exited: AtomicBool::new(false),
             pf_exiting: AtomicBool::new(false),
@@ -221,10 +232,35 @@ impl Task {
     }
     /// What the task sleeps on, if it published it.
     pub fn wchan(&self) -> Option<Wchan> {
-        self.wchan.lock().clone()
+        let g = self.wchan.lock();
+        if g.active {
+            g.last.clone()
+        } else {
+            None
+        }
     }
     pub(crate) fn set_wchan(&self, w: Option<Wchan>) {
-        *self.wchan.lock() = w;
+        let mut g = self.wchan.lock();
+        g.active = w.is_some();
+        if w.is_some() {
+            g.last = w;
+        }
+    }
+    /// `set_wchan(Some(Wchan { func, object, object_id }))` without cloning `object` when the
+    /// task last waited on the same object.
+    pub(crate) fn set_wchan_on(&self, func: &'static str, object: &Arc<str>, object_id: usize) {
+        let mut g = self.wchan.lock();
+        match &mut g.last {
+            Some(w) if w.object_id == object_id && Arc::ptr_eq(&w.object, object) => w.func = func,
+            last => {
+                *last = Some(Wchan {
+                    func,
+                    object: object.clone(),
+                    object_id,
+                })
+            }
+        }
+        g.active = true;
     }
     pub(crate) fn set_sleep_since(&self, ns: u64) {
         self.sleep_since_ns

@@ -34,6 +34,9 @@ pub struct ThreadsShared {
     boot: Instant,
     stack_size: usize,
     tasks: Arc<TaskList>,
+    /// Tasks started and not yet exited, and the host's CPUs.
+    live: std::sync::atomic::AtomicUsize,
+    host_cpus: usize,
     handles: parking_lot::Mutex<Vec<JoinHandle<()>>>,
     /// Panics of tasks reaped early by `spawn_on`, re-raised by `join()`.
     panics: parking_lot::Mutex<Vec<Box<dyn std::any::Any + Send>>>,
@@ -46,14 +49,13 @@ impl ThreadsShared {
 
     pub(crate) fn block(&self, t: &Task, deadline_ns: Option<u64>) {
         loop {
-            // A short spin before sleeping: a wake-up that comes within a few microseconds
-            // then costs neither a FUTEX_WAIT nor (see `PARKED`) a FUTEX_WAKE. The task is
-            // asleep for the model all along (its state says so); only the host's cost changes.
-            for _ in 0..SPIN_BEFORE_PARK {
-                if t.state.load(Ordering::Acquire) == TASK_RUNNING {
-                    return;
-                }
-                std::hint::spin_loop();
+            // A spin before sleeping: a wake-up that comes within a few microseconds then
+            // costs neither a FUTEX_WAIT nor (see `PARKED`) a FUTEX_WAKE. The task is asleep
+            // for the model all along (its state says so); only the host's cost changes. Past
+            // `SPIN_BEFORE_PARK` iterations a task without a timeout spins on (up to
+            // `SPIN_BEFORE_PARK_NS`) only when the host has a CPU for every live task.
+            if self.spin_until_woken(t, deadline_ns.is_none()) {
+                return;
             }
             let s = t.state.load(Ordering::SeqCst);
             if s == TASK_RUNNING {
@@ -85,8 +87,39 @@ impl ThreadsShared {
     }
 }
 
-/// Spin iterations in `block` before the futex sleep.
+/// Spin iterations in `block` before the futex sleep, always.
 const SPIN_BEFORE_PARK: u32 = 50;
+/// Longest spin of a task holding one of the `max_spinners` slots, ns.
+const SPIN_BEFORE_PARK_NS: u64 = 200_000;
+
+impl ThreadsShared {
+    /// Spin until `t` is woken (true) or the spin budget is spent (false).
+    fn spin_until_woken(&self, t: &Task, long: bool) -> bool {
+        let woken = || t.state.load(Ordering::Acquire) == TASK_RUNNING;
+        for _ in 0..SPIN_BEFORE_PARK {
+            if woken() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        // Spin on only for an untimed sleep (a lock wait: timed sleeps are long by design)
+        // and while every live task has a host CPU of its own: then spinning never takes a
+        // CPU from a task that runs (and might be the one to wake us).
+        if !long || self.live.load(Ordering::Relaxed) > self.host_cpus {
+            return false;
+        }
+        let start = Instant::now();
+        while (start.elapsed().as_nanos() as u64) < SPIN_BEFORE_PARK_NS {
+            if (0..64).any(|_| {
+                std::hint::spin_loop();
+                woken()
+            }) {
+                return true;
+            }
+        }
+        false
+    }
+}
 
 /// Bit of the task state word set by a task about to sleep in FUTEX_WAIT (never one of the
 /// kernel's state bits; masked off by `Task::state()`).
@@ -144,6 +177,8 @@ impl ThreadsExecutor {
                 boot: Instant::now(),
                 stack_size: cfg.stack_size,
                 tasks: Arc::new(TaskList::new()),
+                live: std::sync::atomic::AtomicUsize::new(0),
+                host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 handles: parking_lot::Mutex::new(Vec::new()),
                 panics: parking_lot::Mutex::new(Vec::new()),
             }),
@@ -218,11 +253,13 @@ pub(crate) fn spawn_on(
             struct Exit(Arc<Task>, Arc<ThreadsShared>);
             impl Drop for Exit {
                 fn drop(&mut self) {
+                    self.1.live.fetch_sub(1, Ordering::Relaxed);
                     super::set_current_ptr(std::ptr::null());
                     self.0.mark_exited();
                     self.1.tasks.release(&self.0);
                 }
             }
+            sh.live.fetch_add(1, Ordering::Relaxed);
             super::set_current_ptr(Arc::as_ptr(&t2));
             let _exit = Exit(t2, sh);
             f();
