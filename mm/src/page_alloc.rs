@@ -44,7 +44,7 @@
 //!
 //! | field | meaning | invariant | changed by | under |
 //! |---|---|---|---|---|
-//! | `frames[pfn]` (AtomicU8) | Free / Pcp / Allocated / Mapped | Free ⇔ on `free_list`; Pcp ⇔ on exactly one pcp list | rmqueue_bulk (Free→Pcp), rmqueue (Pcp→Allocated), set_mapped/set_unmapped, free (Allocated→Pcp), spill/drain (Pcp→Free) | the list lock for list moves; a CAS for the rest |
+//! | `pages[pfn].state` (AtomicU8; `PageMeta` is one cache line, like `struct page`) | Free / Pcp / Allocated / Mapped | Free ⇔ on `free_list`; Pcp ⇔ on exactly one pcp list | rmqueue_bulk (Free→Pcp), rmqueue (Pcp→Allocated), set_mapped/set_unmapped, free (Allocated→Pcp), spill/drain (Pcp→Free) | the list lock for list moves; a CAS for the rest |
 //! | `free_list` | the buddy allocator's order-0 stand-in (LIFO) | holds exactly the Free frames | refill, spill, drain | its `RawSpinLock` (`zone->lock`) |
 //! | `nr_free` | `NR_FREE_PAGES`: frames on `free_list` (pcp pages excluded, as in the kernel) | = `free_list.len()` | with every `free_list` change | `zone->lock` (read lock-free) |
 //! | `slots[i].pcp` | `per_cpu_pages::lists` (hot end at the front) | holds exactly the Pcp frames of slot i | rmqueue, free, spill, drain | the slot's `RawSpinLock` |
@@ -459,7 +459,9 @@ pub struct FramePool {
     wmark: Watermarks,
     pcp_high: u64,
     pcp_batch: u64,
-    frames: Box<[AtomicU8]>,
+    /// `mem_map`: one `struct page` per frame, a cache line each as in the kernel (64 bytes
+    /// on x86-64), so that CPUs working on neighbouring frames never share a line.
+    pages: Box<[PageMeta]>,
     /// `zone->lock` + `zone->free_area[0]`.
     free_list: RawSpinLock<Vec<Pfn>>,
     /// `NR_FREE_PAGES`.
@@ -471,9 +473,15 @@ pub struct FramePool {
     last_slowpath_success_ns: AtomicU64,
     nr_in_slowpath: AtomicU64,
     reclaim_cost_ns: u64,
-    /// `page->_refcount`: 1 from allocation (handed to the PTE when mapped), +1 per
-    /// `get_page()` (get_user_pages pins); the frame is freed when it drops to 0.
-    refs: Box<[std::sync::atomic::AtomicU32]>,
+}
+
+/// The emulator's `struct page`: the frame's state and `page->_refcount` (1 from allocation,
+/// handed to the PTE when mapped, +1 per `get_page()` pin of get_user_pages; the frame is
+/// freed when it drops to 0).
+#[repr(C, align(64))]
+struct PageMeta {
+    state: AtomicU8,
+    refs: std::sync::atomic::AtomicU32,
 }
 
 // SAFETY: `base` points into `_map`, which lives as long as the pool; frames are only accessed
@@ -646,8 +654,11 @@ impl FramePool {
             wmark,
             pcp_high: pcp_high as u64,
             pcp_batch: pcp_batch as u64,
-            frames: (0..total)
-                .map(|_| AtomicU8::new(FrameState::Free as u8))
+            pages: (0..total)
+                .map(|_| PageMeta {
+                    state: AtomicU8::new(FrameState::Free as u8),
+                    refs: std::sync::atomic::AtomicU32::new(0),
+                })
                 .collect(),
             free_list: RawSpinLock::new(free),
             nr_free: AtomicU64::new(total),
@@ -658,9 +669,6 @@ impl FramePool {
             last_slowpath_success_ns: AtomicU64::new(0),
             nr_in_slowpath: AtomicU64::new(0),
             reclaim_cost_ns: cfg.reclaim_cost_ns,
-            refs: (0..total)
-                .map(|_| std::sync::atomic::AtomicU32::new(0))
-                .collect(),
         }))
     }
 
@@ -761,7 +769,7 @@ impl FramePool {
             "pfn {pfn} outside the pool of {} frames",
             self.total
         );
-        &self.frames[pfn.0 as usize]
+        &self.pages[pfn.0 as usize].state
     }
 
     /// Move `pfn` from state `from` to `to`, or crash loudly: the bookkeeping is broken.
@@ -779,6 +787,23 @@ impl FramePool {
                  {now:?}"
             );
         }
+    }
+
+    /// [`Self::transition`] for a frame moving between lists with both list locks held: only
+    /// the holder of the lock of the list a frame is on may change its state, so a checked
+    /// load and a store do (no locked instruction per frame on the buddy paths).
+    #[inline]
+    fn move_listed(&self, pfn: Pfn, from: FrameState, to: FrameState, what: &str) {
+        let f = self.frame(pfn);
+        let now = f.load(Ordering::Acquire);
+        if now != from as u8 {
+            let now = FrameState::from_u8(now);
+            panic!(
+                "oomlab: emulator bug: {what} frame pfn {pfn}: expected state {from:?}, found \
+                 {now:?}"
+            );
+        }
+        f.store(to as u8, Ordering::Release);
     }
 
     /// Address of frame `pfn` (`page_address()`): valid for `PAGE_SIZE` bytes for as long as
@@ -865,7 +890,7 @@ impl FramePool {
         let n = count.min(fl.len() as u64);
         for _ in 0..n {
             let pfn = fl.pop().expect("counted");
-            self.transition(pfn, FrameState::Free, FrameState::Pcp, "refilling pcp with");
+            self.move_listed(pfn, FrameState::Free, FrameState::Pcp, "refilling pcp with");
             list.push_back(pfn);
         }
         self.nr_free.store(fl.len() as u64, Ordering::Relaxed);
@@ -878,7 +903,7 @@ impl FramePool {
         let mut fl = self.free_list.lock();
         for _ in 0..count {
             let Some(pfn) = list.pop_back() else { break };
-            self.transition(pfn, FrameState::Pcp, FrameState::Free, "spilling");
+            self.move_listed(pfn, FrameState::Pcp, FrameState::Free, "spilling");
             fl.push(pfn);
         }
         self.nr_free.store(fl.len() as u64, Ordering::Relaxed);
@@ -907,7 +932,7 @@ impl FramePool {
 
     /// `prep_new_page()`: check the poison (`kernel_poison_pages(.., 1)`), then clear the page.
     fn prep_new_page(&self, pfn: Pfn) {
-        self.refs[pfn.0 as usize].store(1, Ordering::Relaxed);
+        self.pages[pfn.0 as usize].refs.store(1, Ordering::Relaxed);
         let p = self.frame_ptr(pfn);
         if self.poison {
             // SAFETY: we own the frame (state Allocated, just taken off a list).
@@ -930,7 +955,7 @@ impl FramePool {
     /// spill to the free list. Freeing a frame that is not Allocated (double free, or still
     /// mapped) asserts.
     pub fn free_page(&self, pfn: Pfn) {
-        self.refs[pfn.0 as usize].store(0, Ordering::Relaxed);
+        self.pages[pfn.0 as usize].refs.store(0, Ordering::Relaxed);
         if let Err(now) = self.frame(pfn).compare_exchange(
             FrameState::Allocated as u8,
             FrameState::Pcp as u8,
@@ -964,12 +989,12 @@ impl FramePool {
     }
 
     /// The free half of `zap_pte_range()` + `tlb_flush_mmu_free()` (mm/memory.c, v4.7) for
-    /// frames whose PTEs the caller just cleared: `page_remove_rmap()` for each (Mapped →
-    /// Allocated, asserting), then `release_pages()` drops each mapping reference and frees
-    /// the frames whose last reference it was with `free_hot_cold_page_list()` — one per-CPU
-    /// list visit for the batch, as the kernel frees an `mmu_gather` batch with interrupts
-    /// disabled once. A frame still pinned by `get_page()` stays Allocated until its last
-    /// `put_page()`.
+    /// frames whose PTEs the caller just cleared (so that no new reference can be taken):
+    /// `page_remove_rmap()` for each (Mapped → Allocated, asserting), then `release_pages()`
+    /// drops each mapping reference and frees the frames whose last reference it was with
+    /// `free_hot_cold_page_list()` — one per-CPU list visit for the batch, as the kernel frees
+    /// an `mmu_gather` batch with interrupts disabled once. A frame still pinned by
+    /// `get_page()` stays Allocated until its last `put_page()`.
     pub fn release_unmapped(&self, pfns: &[Pfn]) {
         if pfns.is_empty() {
             return;
@@ -978,22 +1003,33 @@ impl FramePool {
         for chunk in pfns.chunks(RELEASE_BATCH) {
             let mut n = 0;
             for &pfn in chunk {
-                // put_page_testzero() first, so that a frame whose last reference this was
-                // goes Mapped → Pcp in one step (nobody else can reach it any more).
-                let old = self.refs[pfn.0 as usize].fetch_sub(1, Ordering::AcqRel);
-                assert!(
-                    old > 0,
-                    "oomlab: emulator bug: unmapping frame pfn {pfn} with no reference"
-                );
-                if old > 1 {
-                    self.transition(pfn, FrameState::Mapped, FrameState::Allocated, "unmapping");
-                } else {
+                let refs = &self.pages[pfn.0 as usize].refs;
+                // The caller cleared the PTE, so nobody can take a new reference: if the
+                // mapping's is the only one, the frame goes Mapped → Pcp in one step.
+                // Otherwise page_remove_rmap() must come before our put_page: a pinner's
+                // last put_page frees the frame and expects it unmapped.
+                let last = if refs.load(Ordering::Acquire) == 1 {
+                    refs.store(0, Ordering::Relaxed);
                     self.transition(
                         pfn,
                         FrameState::Mapped,
                         FrameState::Pcp,
                         "unmapping and freeing",
                     );
+                    true
+                } else {
+                    self.transition(pfn, FrameState::Mapped, FrameState::Allocated, "unmapping");
+                    let old = refs.fetch_sub(1, Ordering::AcqRel);
+                    assert!(
+                        old > 0,
+                        "oomlab: emulator bug: unmapping frame pfn {pfn} with no reference"
+                    );
+                    if old == 1 {
+                        self.transition(pfn, FrameState::Allocated, FrameState::Pcp, "freeing");
+                    }
+                    old == 1
+                };
+                if last {
                     if self.poison {
                         // kernel_poison_pages(page, 1, 0). SAFETY: ours until it is listed.
                         unsafe {
@@ -1025,7 +1061,9 @@ impl FramePool {
     /// `get_page()`: take a reference on an allocated or mapped frame (a `get_user_pages` pin
     /// that keeps the frame alive while it is copied, even if its PTE is zapped meanwhile).
     pub fn get_page(&self, pfn: Pfn) {
-        let old = self.refs[pfn.0 as usize].fetch_add(1, Ordering::AcqRel);
+        let old = self.pages[pfn.0 as usize]
+            .refs
+            .fetch_add(1, Ordering::AcqRel);
         assert!(
             old > 0,
             "oomlab: emulator bug: get_page on free frame pfn {pfn}"
@@ -1035,7 +1073,9 @@ impl FramePool {
     /// `put_page()`: drop a reference; the last one frees the frame (which must be unmapped
     /// by then: [`Self::set_unmapped`] comes first, as `page_remove_rmap` precedes the free).
     pub fn put_page(&self, pfn: Pfn) {
-        let old = self.refs[pfn.0 as usize].fetch_sub(1, Ordering::AcqRel);
+        let old = self.pages[pfn.0 as usize]
+            .refs
+            .fetch_sub(1, Ordering::AcqRel);
         assert!(
             old > 0,
             "oomlab: emulator bug: put_page on free frame pfn {pfn}"
@@ -1047,7 +1087,7 @@ impl FramePool {
 
     /// `page_count()`.
     pub fn page_count(&self, pfn: Pfn) -> u32 {
-        self.refs[pfn.0 as usize].load(Ordering::Acquire)
+        self.pages[pfn.0 as usize].refs.load(Ordering::Acquire)
     }
 
     /// `pagefault_out_of_memory()` (mm/oom_kill.c, v4.19): a page fault whose allocation
@@ -1416,8 +1456,8 @@ impl FramePool {
         let lists: Vec<_> = self.slots.iter().map(|s| s.list.lock()).collect();
         let fl = self.free_list.lock();
         let mut by_state = [0u64; 4];
-        for f in self.frames.iter() {
-            by_state[f.load(Ordering::Acquire) as usize] += 1;
+        for f in self.pages.iter() {
+            by_state[f.state.load(Ordering::Acquire) as usize] += 1;
         }
         let mut seen = vec![false; self.total as usize];
         let mut check_list = |name: &str, l: &mut dyn Iterator<Item = Pfn>, want: FrameState| {

@@ -194,9 +194,17 @@ impl PteLocked<'_> {
     pub fn set(&self, addr: u64, pte: Pte) {
         self.table.entries[idx(addr, 0)].store(pte.encode(), Ordering::Release);
     }
-    /// Clear the entry and return the old value (`ptep_get_and_clear()`).
+    /// Clear the entry and return the old value (`ptep_get_and_clear()`). Every writer of an
+    /// entry holds this table's lock and the emulated MMU never writes entries (no
+    /// accessed/dirty bits), so a load and a store do what x86's `xchg` does against the
+    /// hardware walker.
     pub fn take(&self, addr: u64) -> Pte {
-        Pte::decode(self.table.entries[idx(addr, 0)].swap(0, Ordering::AcqRel))
+        let e = &self.table.entries[idx(addr, 0)];
+        let old = e.load(Ordering::Acquire);
+        if old != 0 {
+            e.store(0, Ordering::Release);
+        }
+        Pte::decode(old)
     }
 }
 
