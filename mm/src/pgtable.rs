@@ -211,11 +211,7 @@ impl PteLocked<'_> {
 /// The table behind `slot`, allocating and installing it with a CAS if `alloc` (the kernel's
 /// `__pmd_alloc`/`__pte_alloc`, which populate under `page_table_lock`). Returns the table and
 /// whether this call installed it. Installed tables live until the `PageTable` drops.
-fn install<'a, T>(
-    slot: &'a AtomicPtr<T>,
-    alloc: bool,
-    make: impl FnOnce() -> T,
-) -> Option<(&'a T, bool)> {
+fn install<T>(slot: &AtomicPtr<T>, alloc: bool, make: impl FnOnce() -> T) -> Option<(&T, bool)> {
     let p = slot.load(Ordering::Acquire);
     if !p.is_null() {
         // SAFETY: installed tables live until the PageTable drops.

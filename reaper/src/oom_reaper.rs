@@ -259,7 +259,7 @@ impl ReaperQueue {
     fn oom_reap_task_mm(&self, req: &Request) -> bool {
         let mm = &req.mm;
         self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-        let Some(g) = mm::mmap_lock::mmap_read_trylock(&mm) else {
+        let Some(g) = mm::mmap_lock::mmap_read_trylock(mm) else {
             return false;
         };
         if mm.test_flag(MMF_OOM_SKIP) {

@@ -184,8 +184,11 @@ struct Inner {
     timers: BinaryHeap<Reverse<(u64, u64, usize, u64)>>,
     timer_gen: Vec<u64>,
     timer_seq: u64,
-    spawned: Vec<(Arc<Task>, Box<dyn FnOnce() + Send>)>,
+    spawned: Vec<(Arc<Task>, TaskBody)>,
 }
+
+/// A task's code, until its coroutine starts it.
+type TaskBody = Box<dyn FnOnce() + Send>;
 
 /// The part of the sim every task can reach (through its [`ExecHandle`]).
 pub struct SimShared {
