@@ -25,7 +25,9 @@
 //!    holding the lock (two clock reads per write). Targets: oomlab ≥ 1.0× the better of std
 //!    and parking_lot at every T; 0 starved threads at 256. Diagnostics: the process's CPU
 //!    utilisation during the window and, for oomlab, slow-path acquisitions and sleeps per op
-//!    (from the executor's lock events).
+//!    (from the executor's lock events); and the *futex handover ring*, T plain threads passing
+//!    a token through `FUTEX_WAIT`/`FUTEX_WAKE` with no spinning: the host's rate of sleeping
+//!    handovers, the ceiling of any lock whose every acquisition sleeps and is woken.
 //!
 //! Results: criterion's report, a summary table, and `<target>/oomlab-bench/rwsem.json`.
 //!
@@ -569,6 +571,83 @@ mod bench {
         })
     }
 
+    /// The host's sleeping-handover rate: `n` OS threads pass a token round a ring, each
+    /// sleeping in `FUTEX_WAIT` on a word of its own until its predecessor sets it and issues
+    /// `FUTEX_WAKE` (no spinning). Handovers per second are the most operations per second a
+    /// lock can reach on this machine when every acquisition is a sleep and a wake-up (what a
+    /// FIFO lock without optimistic spinning becomes once every thread queues): the ceiling
+    /// for oomlab's Model A at high thread counts, measured in the same run.
+    fn handover_ceiling(n: usize, window: Duration) -> f64 {
+        use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
+        fn wait(w: &AtomicU32) {
+            // SAFETY: `w` is a valid aligned u32 for the call; FUTEX_WAIT only reads it.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    w as *const AtomicU32,
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    0u32,
+                    std::ptr::null::<libc::timespec>(),
+                );
+            }
+        }
+        fn wake(w: &AtomicU32) {
+            // SAFETY: as above; FUTEX_WAKE only uses the address as a key.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    w as *const AtomicU32,
+                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                    1,
+                );
+            }
+        }
+        let n = n.max(2);
+        let words: Arc<Vec<AtomicU32>> = Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let passes = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (words, stop, passes) = (words.clone(), stop.clone(), passes.clone());
+                std::thread::Builder::new()
+                    .stack_size(128 << 10)
+                    .spawn(move || loop {
+                        let w = &words[i];
+                        while w.load(Acquire) == 0 {
+                            wait(w);
+                        }
+                        if stop.load(Acquire) {
+                            return;
+                        }
+                        w.store(0, Relaxed);
+                        passes.fetch_add(1, Relaxed);
+                        let next = &words[(i + 1) % n];
+                        next.store(1, Release);
+                        wake(next);
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        // Let every thread reach its first FUTEX_WAIT, then start the token.
+        std::thread::sleep(Duration::from_millis(50));
+        let t0 = Instant::now();
+        let p0 = passes.load(Relaxed);
+        words[0].store(1, Release);
+        wake(&words[0]);
+        std::thread::sleep(window);
+        let done = passes.load(Relaxed) - p0;
+        let secs = t0.elapsed().as_secs_f64();
+        stop.store(true, Release);
+        for w in words.iter() {
+            w.store(1, Release);
+            wake(w);
+        }
+        for h in hs {
+            h.join().expect("ring thread");
+        }
+        done as f64 / secs
+    }
+
     fn contended(window: Duration, nsamples: usize, thread_counts: &[usize]) -> Value {
         println!(
             "\n== {CONTENDED}: {:.2} s windows, {nsamples} sample(s), medians ==",
@@ -577,7 +656,11 @@ mod bench {
         let mut rows = Vec::new();
         for &n in thread_counts {
             let mut per_lock: Vec<Vec<Sample>> = vec![Vec::new(); CONTENDED_LOCKS.len()];
+            let mut ceiling = Vec::new();
             for s in 0..nsamples {
+                let c = handover_ceiling(n, window);
+                println!("  T={n:<3} sample {s} futex handover ring {c:>12.0} handovers/s");
+                ceiling.push(c);
                 for (li, lock) in CONTENDED_LOCKS.iter().enumerate() {
                     let r = run_one(lock, n, window);
                     println!(
@@ -607,6 +690,12 @@ mod bench {
             }
             let best = ops[1].max(ops[2]);
             let ratio = ops[0] / best;
+            let ceiling = median(&ceiling);
+            row.insert("futex_handover_ring_per_sec_median".into(), num(ceiling));
+            row.insert(
+                "ratio_handover_ceiling_vs_best_of_std_parking_lot".into(),
+                num(ceiling / best),
+            );
             row.insert("ratio_oomlab_vs_best_of_std_parking_lot".into(), num(ratio));
             row.insert("ratio_oomlab_vs_std".into(), num(ops[0] / ops[1]));
             row.insert(
@@ -655,6 +744,15 @@ mod bench {
                 row["ratio_oomlab_vs_best_of_std_parking_lot"].as_f64().unwrap_or(f64::NAN),
                 row["ratio_oomlab_vs_std"].as_f64().unwrap_or(f64::NAN),
                 row["ratio_oomlab_vs_parking_lot_0.13"].as_f64().unwrap_or(f64::NAN),
+            );
+            println!(
+                "{:>4} futex handover ring {:.0}/s = {:.3}x best of std, parking_lot (the ceiling \
+                 when every acquisition sleeps)",
+                row["threads"].to_string(),
+                row["futex_handover_ring_per_sec_median"].as_f64().unwrap_or(f64::NAN),
+                row["ratio_handover_ceiling_vs_best_of_std_parking_lot"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
             );
         }
         let starved_256 = rows
