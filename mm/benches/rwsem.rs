@@ -749,7 +749,9 @@ mod bench {
                 "{:>4} futex handover ring {:.0}/s = {:.3}x best of std, parking_lot (the ceiling \
                  when every acquisition sleeps)",
                 row["threads"].to_string(),
-                row["futex_handover_ring_per_sec_median"].as_f64().unwrap_or(f64::NAN),
+                row["futex_handover_ring_per_sec_median"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
                 row["ratio_handover_ceiling_vs_best_of_std_parking_lot"]
                     .as_f64()
                     .unwrap_or(f64::NAN),
