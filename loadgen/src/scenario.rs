@@ -3,8 +3,9 @@
 //! A scenario only sets up processes and their actions (map, touch, munmap, remote reads,
 //! sleeps); which tasks die, whether the reaper succeeds and whether the machine livelocks
 //! emerge from the model under the configuration given. The runner boots a machine on a
-//! seeded sim, runs the scenario until every workload task has exited, the machine panicked,
-//! or the emulated time limit passed, stops the kthreads, checks the emulator's invariants
+//! seeded sim, runs the scenario until every workload task has exited or idles in `pause()`
+//! with no kill pending (a survivor: listed, then sent away), the machine panicked, or the
+//! emulated time limit passed, stops the kthreads, checks the emulator's invariants
 //! (frame conservation; nothing left allocated once everything exited) and reports.
 
 use crate::machine::{Machine, MachineConfig};
@@ -162,11 +163,14 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
         m: &m,
     });
     let kthreads: Vec<u32> = m.kthreads().iter().map(|t| t.tid()).collect();
+    // A survivor: a workload task idle in pause() with no kill pending. It waits for nothing
+    // the machine can still deliver once every other workload task is gone.
+    let survivor = |t: &mm::task::Task| t.paused() && !t.fatal_signal_pending();
     let workload_done = |s: &Sim| {
         s.tasks()
             .tasks()
             .iter()
-            .all(|t| kthreads.contains(&t.tid()))
+            .all(|t| kthreads.contains(&t.tid()) || survivor(t))
     };
     let outcome = sim.run_until(|s| m.oom.panicked().is_some() || workload_done(s));
     let mut ending = match outcome {
@@ -176,6 +180,32 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
         SimOutcome::Deadlock(_) => Ending::Deadlock,
     };
     let end_ns = sim.now_ns();
+    // The trial is over; the survivors are told to leave (a SIGKILL that is not an OOM kill)
+    // so that their memory comes back and the invariants can be checked.
+    let mut survivors: Vec<String> = Vec::new();
+    if ending == Ending::Completed {
+        for t in sim.tasks().tasks() {
+            if !kthreads.contains(&t.tid()) && survivor(&t) {
+                survivors.push(format!("{}[{}/{}]", t.comm(), t.tgid(), t.tid()));
+                mm::task::send_sig(mm::task::Signal::Kill, &t);
+            }
+        }
+        if !survivors.is_empty() {
+            let all_gone = |s: &Sim| {
+                s.tasks()
+                    .tasks()
+                    .iter()
+                    .all(|t| kthreads.contains(&t.tid()))
+            };
+            if !matches!(
+                sim.run_until(|s| all_gone(s)),
+                SimOutcome::Stopped | SimOutcome::AllExited
+            ) || !all_gone(&sim)
+            {
+                ending = Ending::Deadlock;
+            }
+        }
+    }
     // Who is left, and on what they sleep (sysrq-t), when the trial did not complete.
     let leftover: Vec<String> = if ending == Ending::Completed {
         Vec::new()
@@ -271,6 +301,7 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
         "kill_to_reclaim_ms": kill_to_reclaim_ms,
         "victims": victims.iter().map(|v| json!({"pid": v.tgid, "comm": v.comm, "killed": v.killed, "sysrq": v.by_sysrq, "at_ms": v.marked_ns as f64 / 1e6})).collect::<Vec<_>>(),
         "tasks_left": leftover,
+        "survivors": survivors,
         "livelock_chains": m.watchdog.reports().iter().map(|r| json!({"at_ms": r.at_ns as f64 / 1e6, "chain": r.chain})).collect::<Vec<_>>(),
         "log": log,
     });
@@ -296,6 +327,12 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
     }
     if !kill_to_reclaim_ms.is_empty() {
         summary.push(format!("kill → reclaim (ms): {kill_to_reclaim_ms:?}"));
+    }
+    if !survivors.is_empty() {
+        summary.push(format!(
+            "survivors (idle in pause(), sent away after the trial): {}",
+            survivors.join(" ")
+        ));
     }
     if !leftover.is_empty() {
         summary.push("tasks left at the end:".into());

@@ -106,12 +106,20 @@ pub fn hog(mm: &MmStruct, chunk_pages: u64) -> Step {
     }
 }
 
-/// Sleep interruptibly in `ms` steps until killed (`pause()`).
+/// Sleep interruptibly in `ms` steps until killed (`pause()`). The task is marked paused
+/// meanwhile ([`mm::task::Task::set_paused`]): a scenario whose other tasks are all gone ends
+/// with it as a survivor instead of waiting for a kill that will not come.
 pub fn pause_until_killed(ms: u64) -> Step {
-    loop {
+    let me = sched::current();
+    me.set_paused(true);
+    let r = loop {
         sched::schedule_timeout_interruptible(sched::msecs_to_jiffies(ms));
-        ret_to_user()?;
-    }
+        if let Err(e) = ret_to_user() {
+            break Err(e);
+        }
+    };
+    me.set_paused(false);
+    r
 }
 
 /// Sleep `ms` (`nanosleep`, interruptible); `Exit` if killed.

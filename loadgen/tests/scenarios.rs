@@ -729,6 +729,34 @@ fn oom_kill_allocating_task_kills_the_allocator() {
     }
 }
 
+/// A process that only pauses until it is killed is a survivor when the OOM killer picks
+/// someone else: with `oom_kill_allocating_task = 1` in `shared-mm` the allocator dies and the
+/// two CLONE_VM processes idle on. The trial ends as soon as nothing but them is left (not at
+/// the time limit), lists them as survivors, sends them away, and every frame comes back.
+#[test]
+fn idle_survivors_end_the_trial_and_are_listed() {
+    for kc in ALL {
+        let mut cfg = config("shared-mm", kc);
+        cfg.machine.oom.oom_kill_allocating_task = true;
+        let o = run_cfg("shared-mm", &format!("{kc} kill-allocating"), &cfg);
+        o.assert_completed_clean();
+        assert_eq!(o.killed(), ["allocator"], "{o}");
+        let survivors: Vec<&str> = o.json["survivors"]
+            .as_array()
+            .expect("survivors")
+            .iter()
+            .map(|v| v.as_str().unwrap().split('[').next().unwrap())
+            .collect();
+        assert_eq!(survivors, ["shared-a", "shared-b"], "{o}");
+        // Ended right after the kill, not at the 600 s bound.
+        assert!(o.json["end_time_ms"].as_f64().unwrap() < 5_000.0, "{o}");
+    }
+    // With the default sysctls the same processes are the victims, never survivors.
+    let o = run_cfg("shared-mm", "default", &config("shared-mm", KW_R1));
+    o.assert_completed_clean();
+    assert_eq!(o.json["survivors"].as_array().map(Vec::len), Some(0), "{o}");
+}
+
 #[test]
 fn oom_dump_tasks_off_drops_the_task_table() {
     let mut cfg = config("single-hog", UW_R1);

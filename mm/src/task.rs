@@ -128,6 +128,10 @@ pub struct Task {
     exited: AtomicBool,
     /// `PF_EXITING`: the task is in `do_exit()`.
     pf_exiting: AtomicBool,
+    /// The task sits in `pause()` in user space: idle by choice, waiting for nothing but a
+    /// signal (emulator bookkeeping for scenario runners, which end a trial when only such
+    /// tasks are left).
+    paused: AtomicBool,
     /// Set by a waker that granted this task a read lock it queued for (the kernel clears
     /// `rwsem_waiter::task` instead). A task waits on at most one lock at a time.
     pub(crate) rwsem_granted: crate::sync::AtomicBool,
@@ -179,6 +183,7 @@ impl Task {
             sleep_since_ns: std::sync::atomic::AtomicU64::new(0),
             exited: AtomicBool::new(false),
             pf_exiting: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             rwsem_granted: crate::sync::AtomicBool::new(false),
             lock_events: Default::default(),
             mm: parking_lot::Mutex::new(None),
@@ -377,6 +382,15 @@ impl Task {
             since_ns.map_or(0, |v| v + 1),
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+    /// Is the task idle in `pause()` (see [`Task::set_paused`])?
+    pub fn paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Mark the task as idle in `pause()` (user space waiting only for a signal), or as busy
+    /// again. Set and cleared by the task itself.
+    pub fn set_paused(&self, on: bool) {
+        self.paused.store(on, std::sync::atomic::Ordering::SeqCst);
     }
     /// `PF_EXITING`.
     pub fn pf_exiting(&self) -> bool {
