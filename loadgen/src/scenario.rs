@@ -302,6 +302,9 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
         "victims": victims.iter().map(|v| json!({"pid": v.tgid, "comm": v.comm, "killed": v.killed, "sysrq": v.by_sysrq, "at_ms": v.marked_ns as f64 / 1e6})).collect::<Vec<_>>(),
         "tasks_left": leftover,
         "survivors": survivors,
+        "stuck_locks": if ending == Ending::Completed { Vec::new() } else {
+            victims.iter().filter_map(|v| v.mm.mmap_lock.raw().stuck_diagnosis().map(|why| json!({"pid": v.tgid, "lock": "mmap_lock", "why": why}))).collect::<Vec<_>>()
+        },
         "livelock_chains": m.watchdog.reports().iter().map(|r| json!({"at_ms": r.at_ns as f64 / 1e6, "chain": r.chain})).collect::<Vec<_>>(),
         "log": log,
     });
@@ -347,6 +350,9 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
                 raw.waiters(),
                 v.mm.mm_users()
             ));
+            if let Some(why) = raw.stuck_diagnosis() {
+                summary.push(format!("    stuck: {why}"));
+            }
         }
     }
     for r in m.watchdog.reports() {

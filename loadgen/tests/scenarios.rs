@@ -867,3 +867,35 @@ fn machine_frame_pool_freed_after_its_run() {
         .expect("setup ran");
     assert!(pool.upgrade().is_none(), "the frame pool outlived its run");
 }
+
+/// The 2016 RFC as first posted (`rwsem_model = rfc-v1`) in L2: the victim's killed writer
+/// leaves its waiting bias behind and the readers queued on the victim's mmap_lock are never
+/// woken, so the trial can only end at the time bound; the report names the stale bias. Model
+/// A on the same seed completes (the bystander's service ends later than 30 s) and reports no
+/// stuck lock.
+#[test]
+fn rfc_v1_stale_bias_is_diagnosed_in_the_report() {
+    let mut cfg = config("slow-reader", KW_R1);
+    cfg.max_time_ns = 30_000_000_000;
+    cfg.machine.knobs.rwsem_model = mm::rwsem::RwSemModel::RfcV1;
+    let o = run_cfg("slow-reader", "KW+R1 rfc-v1", &cfg);
+    assert_eq!(o.ending(), "time-limit", "{o}");
+    let stuck = o.json["stuck_locks"].as_array().expect("stuck_locks");
+    assert_eq!(stuck.len(), 1, "{o}");
+    let why = stuck[0]["why"].as_str().unwrap();
+    assert!(
+        why.contains("stale bias") && why.contains("2016 RFC"),
+        "{o}"
+    );
+    assert!(o.summary.iter().any(|l| l.contains("stuck: ")), "{o}");
+
+    cfg.machine.knobs.rwsem_model = mm::rwsem::RwSemModel::A;
+    cfg.max_time_ns = config("slow-reader", KW_R1).max_time_ns;
+    let a = run_cfg("slow-reader", "KW+R1 model A", &cfg);
+    a.assert_completed_clean();
+    assert_eq!(
+        a.json["stuck_locks"].as_array().map(Vec::len),
+        Some(0),
+        "{a}"
+    );
+}

@@ -212,6 +212,64 @@ impl RawRwSem {
         }
     }
 
+    /// Why tasks queued on this lock cannot make progress, judged from the count word, the
+    /// owner and the queue **at rest** (no task in the middle of a lock operation, e.g. at
+    /// the end of a sim trial): `None` when the state is consistent, or in flux (a queued
+    /// waiter was woken and has not run yet).
+    ///
+    /// At rest the count is `active × ACTIVE_BIAS + biases × WAITING_BIAS`, with one waiting
+    /// bias for a writer holding and one while anyone is queued. More biases than that is a
+    /// bias nobody will remove (the RFC as first posted: a killed writer leaves its bias
+    /// behind, kernel-rwsem.md §5.3); waiters with nobody active means nobody will ever wake
+    /// them; a reader at the head of the queue while only readers hold means the wake-up that
+    /// grants it was skipped (Model A grants it on every path that leaves it there).
+    pub fn stuck_diagnosis(&self) -> Option<String> {
+        let c = self.count();
+        let active = c & RWSEM_ACTIVE_MASK;
+        let biases = (active - c) / -RWSEM_WAITING_BIAS;
+        let (queued, head_reader) = {
+            let q = self.wait_lock.lock();
+            if q.iter().any(|w| w.task.state() == TASK_RUNNING) {
+                // A waiter was woken and has not run yet: the state is in flux, not at rest.
+                return None;
+            }
+            (
+                q.len() as i64,
+                q.front().is_some_and(|w| w.kind == WaiterType::Read),
+            )
+        };
+        let writer = i64::from(self.owner().is_some());
+        let expected = writer + i64::from(queued > 0);
+        let mut why = Vec::new();
+        if queued > 0 && active == 0 {
+            why.push(format!(
+                "nobody holds the lock, yet {queued} waiter(s) sleep and no wake-up is coming"
+            ));
+        }
+        if head_reader && active > 0 && writer == 0 {
+            why.push(
+                "a reader heads the queue while only readers hold the lock: the wake-up that \
+                 should have granted it never ran (a waiter ahead of it left without waking \
+                 the queue)"
+                    .to_string(),
+            );
+        }
+        if biases > expected {
+            why.push(format!(
+                "the count carries {biases} waiting bias(es) where {expected} are accounted \
+                 for: a stale bias, so every reader takes the slow path and queues ({})",
+                match self.model {
+                    RwSemModel::RfcV1 => {
+                        "the 2016 RFC as first posted leaves a killed writer's bias behind, \
+                         kernel-rwsem.md §5.3"
+                    }
+                    RwSemModel::A => "Model A never leaves one: an emulator bug",
+                }
+            ));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
     // ---- fast paths (include/asm-generic/rwsem.h) -----------------------------------
 
     /// `down_read()`: TASK_UNINTERRUPTIBLE, never fails.

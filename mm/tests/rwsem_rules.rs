@@ -1737,6 +1737,13 @@ fn rfcv1_symptom_a_stale_waiting_bias_after_the_last_waiter_is_killed_hangs_new_
     l.sleeps(n);
     // A second WAITING_BIAS: the count no longer looks "free" nor "read-held".
     l.check(2 * WB, "n:R", None);
+    let why = l.sem.stuck_diagnosis().expect("diagnosed");
+    assert!(why.contains("no wake-up is coming"), "{why}");
+    assert!(
+        why.contains("2 waiting bias(es) where 1 are accounted for"),
+        "{why}"
+    );
+    assert!(why.contains("2016 RFC"), "{why}");
     let rep = expect_deadlock(l.run());
     assert_eq!(wchan_of(&rep, n), Some("rwsem_down_read_failed"));
     assert_eq!(rep.tasks.len(), 1, "{rep}");
@@ -1759,8 +1766,10 @@ fn rfcv1_symptom_a_stale_waiting_bias_also_hangs_new_writers() {
 fn rfcv1_symptom_a_does_not_happen_with_model_a() {
     let (mut l, r) = kill_the_last_waiter(A);
     l.check(RB, "", None);
+    assert_eq!(l.sem.stuck_diagnosis(), None);
     l.step(r, Exited, &["r:UR=ok"]);
     l.check(0, "", None);
+    assert_eq!(l.sem.stuck_diagnosis(), None);
     l.trylocks_succeed();
     let n = l.actor("n", &[R, UR]);
     l.step(n, Yielded, &["n:R=ok"]);
@@ -1789,6 +1798,8 @@ fn rfcv1_symptom_b_readers_behind_a_killed_writer_are_not_woken() {
     let (mut l, r1, r2) = kill_writer_with_reader_behind(RFC);
     l.check(WB + RB, "r2:R", None);
     l.blocked(&[r2]);
+    let why = l.sem.stuck_diagnosis().expect("diagnosed");
+    assert!(why.contains("a reader heads the queue"), "{why}");
     // r1 continues (it holds the lock) while r2 stays asleep.
     l.sleeps(r1);
     l.blocked(&[r2]);
@@ -1801,6 +1812,7 @@ fn rfcv1_symptom_b_readers_behind_a_killed_writer_are_not_woken() {
 fn rfcv1_symptom_b_does_not_happen_with_model_a() {
     let (mut l, r1, r2) = kill_writer_with_reader_behind(A);
     l.check(2 * RB, "", None);
+    assert_eq!(l.sem.stuck_diagnosis(), None);
     l.runnable(&[r2]);
     l.sleeps(r1);
     l.run_to_completion();
@@ -2188,4 +2200,24 @@ fn prop_rfc_v1_diverges_from_model_a_only_after_a_writer_bail_out() {
         "RfcV1 in {with_bailout} runs with a bail-out: {stale} stale biases, {stranded} \
          stranded readers; both symptoms must show"
     );
+}
+
+/// `stuck_diagnosis` judges only a lock at rest: in the wake window (the head writer woken by
+/// the last reader's `up_read`, not yet run: free lock, one waiter) it says nothing, and after
+/// the writer ran the state is healthy.
+#[test]
+fn stuck_diagnosis_is_silent_in_the_wake_window_and_on_healthy_locks() {
+    let mut l = Lab::new(A);
+    let r = l.actor("r", &[R, UR]);
+    let w = l.actor("w", &[W, UW]);
+    l.step(r, Yielded, &["r:R=ok"]);
+    assert_eq!(l.sem.stuck_diagnosis(), None, "read-held, nobody queued");
+    l.sleeps(w);
+    assert_eq!(l.sem.stuck_diagnosis(), None, "read-held, writer queued");
+    l.step(r, Exited, &["r:UR=ok"]);
+    l.check(WB, "w:W", None);
+    l.runnable(&[w]);
+    assert_eq!(l.sem.stuck_diagnosis(), None, "wake window");
+    l.run_to_completion();
+    assert_eq!(l.sem.stuck_diagnosis(), None, "free");
 }
