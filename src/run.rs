@@ -72,6 +72,9 @@ struct Outcome {
     checks: Checks,
     /// Tasks left at the end, sysrq-t style.
     tasks_left: Vec<String>,
+    /// `mmap_lock`s of the tasks left and of the OOM victims that cannot make progress, with
+    /// why ([`mm::rwsem::RawRwSem::stuck_diagnosis`]).
+    stuck_locks: Vec<String>,
 }
 
 /// Run the plan; print the summary to `out`; return the exit status.
@@ -145,6 +148,7 @@ fn run_threads(plan: &RunPlan) -> Result<(Machine, Outcome)> {
             accounting: m.pool.accounting(),
             checks: Checks::NotChecked("tasks are still running"),
             tasks_left,
+            stuck_locks: stuck_locks(&exec.tasks().tasks(), &m),
         };
         std::mem::forget(exec);
         return Ok((m, outcome));
@@ -168,6 +172,7 @@ fn run_threads(plan: &RunPlan) -> Result<(Machine, Outcome)> {
             accounting: m.pool.accounting(),
             checks: Checks::NotChecked("the kthreads did not stop"),
             tasks_left: sysrq_t(&exec.tasks().tasks()),
+            stuck_locks: stuck_locks(&exec.tasks().tasks(), &m),
         };
         std::mem::forget(exec);
         return Ok((m, outcome));
@@ -185,6 +190,7 @@ fn run_threads(plan: &RunPlan) -> Result<(Machine, Outcome)> {
         accounting: m.pool.accounting(),
         checks,
         tasks_left,
+        stuck_locks: Vec::new(),
     };
     Ok((m, outcome))
 }
@@ -230,6 +236,7 @@ fn run_sim(plan: &RunPlan) -> Result<(Machine, Outcome)> {
         };
     }
     let tasks_left = sysrq_t(&sim.tasks().tasks());
+    let stuck = stuck_locks(&sim.tasks().tasks(), &m);
     // Nothing runs between two sim steps: conservation is meaningful even with tasks left.
     let checks = if ending == Ending::Completed {
         final_checks(&m, tasks_left.len())
@@ -247,6 +254,7 @@ fn run_sim(plan: &RunPlan) -> Result<(Machine, Outcome)> {
         accounting: m.pool.accounting(),
         checks,
         tasks_left,
+        stuck_locks: stuck,
     };
     drop(sim);
     Ok((m, outcome))
@@ -291,6 +299,26 @@ fn sysrq_t(tasks: &[Arc<Task>]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The `mmap_lock`s that cannot make progress: those of the tasks left and of every OOM victim,
+/// each once, with [`mm::rwsem::RawRwSem::stuck_diagnosis`]'s reason.
+fn stuck_locks(tasks: &[Arc<Task>], m: &Machine) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mms = tasks
+        .iter()
+        .filter_map(|t| t.mm())
+        .chain(m.oom.victims().into_iter().map(|v| v.mm));
+    let mut out = Vec::new();
+    for mm in mms {
+        if !seen.insert(mm.id()) {
+            continue;
+        }
+        if let Some(why) = mm.mmap_lock.raw().stuck_diagnosis() {
+            out.push(format!("{}: {why}", mm.name()));
+        }
+    }
+    out
 }
 
 /// Tasks listed in full up to this many; then a count.
@@ -474,6 +502,12 @@ fn report(plan: &RunPlan, m: &Machine, o: &Outcome, out: &mut impl Write) -> Res
         }
         if o.tasks_left.len() > TASKS_SHOWN {
             writeln!(out, "  ... and {} more", o.tasks_left.len() - TASKS_SHOWN)?;
+        }
+    }
+    if !o.stuck_locks.is_empty() {
+        writeln!(out, "stuck locks:")?;
+        for l in &o.stuck_locks {
+            writeln!(out, "  {l}")?;
         }
     }
     if plan.executor == Executor::Sim {

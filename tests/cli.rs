@@ -407,3 +407,44 @@ fn run_on_sim_is_deterministic() {
     assert!(a.contains("--seed 3"), "{a}");
     assert_eq!(a, check_run_summary(&args), "same seed, different run");
 }
+
+/// `oomlab run` names the locks that can never make progress. Under the RFC as first posted a
+/// killed writer leaves its waiting bias behind and the faulting threads of that process hang
+/// for good: the sim run ends at its bound (exit 4) and the report explains the stuck
+/// mmap_lock. The same run with Model A completes and reports no stuck lock.
+#[test]
+fn run_reports_stuck_locks() {
+    let base = [
+        "run",
+        "--executor",
+        "sim",
+        "--duration",
+        "20s",
+        "--threads",
+        "32",
+        "--memory",
+        "32MiB",
+        "--seed",
+        "0",
+    ];
+    let rfc: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--rwsem-model", "rfc-v1"])
+        .collect();
+    let out = oomlab(&rfc);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    let stuck = stdout
+        .split("stuck locks:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no stuck locks section:\n{stdout}"));
+    assert!(stuck.starts_with("  mmap_lock[pid "), "{stdout}");
+    assert!(stuck.contains("stale bias"), "{stdout}");
+    assert!(stuck.contains("2016 RFC"), "{stdout}");
+
+    let out = oomlab(&base);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("stuck locks:"), "{stdout}");
+}
