@@ -301,24 +301,12 @@ fn sysrq_t(tasks: &[Arc<Task>]) -> Vec<String> {
         .collect()
 }
 
-/// The `mmap_lock`s that cannot make progress: those of the tasks left and of every OOM victim,
-/// each once, with [`mm::rwsem::RawRwSem::stuck_diagnosis`]'s reason.
+/// [`Machine::stuck_locks`] as report lines: `mmap_lock[pid N]: why`.
 fn stuck_locks(tasks: &[Arc<Task>], m: &Machine) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    let mms = tasks
-        .iter()
-        .filter_map(|t| t.mm())
-        .chain(m.oom.victims().into_iter().map(|v| v.mm));
-    let mut out = Vec::new();
-    for mm in mms {
-        if !seen.insert(mm.id()) {
-            continue;
-        }
-        if let Some(why) = mm.mmap_lock.raw().stuck_diagnosis() {
-            out.push(format!("{}: {why}", mm.name()));
-        }
-    }
-    out
+    m.stuck_locks(tasks)
+        .into_iter()
+        .map(|(mm, why)| format!("{}: {why}", mm.name()))
+        .collect()
 }
 
 /// Tasks listed in full up to this many; then a count.

@@ -151,6 +151,23 @@ impl Machine {
         self.kthreads.iter().filter(|t| !t.has_exited()).count()
     }
 
+    /// The address spaces whose `mmap_lock` cannot make progress, each once, with why
+    /// ([`mm::rwsem::RawRwSem::stuck_diagnosis`]): those of `tasks` (the tasks left) and of
+    /// every OOM victim. Meaningful once the machine is at rest (the end of a run or trial).
+    pub fn stuck_locks(&self, tasks: &[Arc<Task>]) -> Vec<(Arc<MmStruct>, String)> {
+        let mut seen = std::collections::HashSet::new();
+        tasks
+            .iter()
+            .filter_map(|t| t.mm())
+            .chain(self.oom.victims().into_iter().map(|v| v.mm))
+            .filter(|mm| seen.insert(mm.id()))
+            .filter_map(|mm| {
+                let why = mm.mmap_lock.raw().stuck_diagnosis()?;
+                Some((mm, why))
+            })
+            .collect()
+    }
+
     /// Kill → reclaim time of every OOM-killed victim whose memory came back, ns of the
     /// executor's clock: from the kill to the earlier of a successful reap and the teardown
     /// of its address space. Victims still pending (or only skipped) are left out.

@@ -166,13 +166,14 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
     // A survivor: a workload task idle in pause() with no kill pending. It waits for nothing
     // the machine can still deliver once every other workload task is gone.
     let survivor = |t: &mm::task::Task| t.paused() && !t.fatal_signal_pending();
-    let workload_done = |s: &Sim| {
+    // Every workload task exited (or, with `survivors_ok`, idles as a survivor).
+    let workload_done = |s: &Sim, survivors_ok: bool| {
         s.tasks()
             .tasks()
             .iter()
-            .all(|t| kthreads.contains(&t.tid()) || survivor(t))
+            .all(|t| kthreads.contains(&t.tid()) || (survivors_ok && survivor(t)))
     };
-    let outcome = sim.run_until(|s| m.oom.panicked().is_some() || workload_done(s));
+    let outcome = sim.run_until(|s| m.oom.panicked().is_some() || workload_done(s, true));
     let mut ending = match outcome {
         _ if m.oom.panicked().is_some() => Ending::Panicked,
         SimOutcome::Stopped | SimOutcome::AllExited => Ending::Completed,
@@ -191,21 +192,18 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
             }
         }
         if !survivors.is_empty() {
-            let all_gone = |s: &Sim| {
-                s.tasks()
-                    .tasks()
-                    .iter()
-                    .all(|t| kthreads.contains(&t.tid()))
-            };
-            if !matches!(
-                sim.run_until(|s| all_gone(s)),
-                SimOutcome::Stopped | SimOutcome::AllExited
-            ) || !all_gone(&sim)
-            {
+            sim.run_until(|s| workload_done(s, false));
+            if !workload_done(&sim, false) {
                 ending = Ending::Deadlock;
             }
         }
     }
+    // Locks that cannot make progress, when the trial did not complete.
+    let stuck = if ending == Ending::Completed {
+        Vec::new()
+    } else {
+        m.stuck_locks(&sim.tasks().tasks())
+    };
     // Who is left, and on what they sleep (sysrq-t), when the trial did not complete.
     let leftover: Vec<String> = if ending == Ending::Completed {
         Vec::new()
@@ -302,9 +300,7 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
         "victims": victims.iter().map(|v| json!({"pid": v.tgid, "comm": v.comm, "killed": v.killed, "sysrq": v.by_sysrq, "at_ms": v.marked_ns as f64 / 1e6})).collect::<Vec<_>>(),
         "tasks_left": leftover,
         "survivors": survivors,
-        "stuck_locks": if ending == Ending::Completed { Vec::new() } else {
-            victims.iter().filter_map(|v| v.mm.mmap_lock.raw().stuck_diagnosis().map(|why| json!({"pid": v.tgid, "lock": "mmap_lock", "why": why}))).collect::<Vec<_>>()
-        },
+        "stuck_locks": stuck.iter().map(|(mm, why)| json!({"lock": mm.name().to_string(), "why": why})).collect::<Vec<_>>(),
         "livelock_chains": m.watchdog.reports().iter().map(|r| json!({"at_ms": r.at_ns as f64 / 1e6, "chain": r.chain})).collect::<Vec<_>>(),
         "log": log,
     });
@@ -350,9 +346,9 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<ScenarioResult, String
                 raw.waiters(),
                 v.mm.mm_users()
             ));
-            if let Some(why) = raw.stuck_diagnosis() {
-                summary.push(format!("    stuck: {why}"));
-            }
+        }
+        for (mm, why) in &stuck {
+            summary.push(format!("  stuck: {}: {why}", mm.name()));
         }
     }
     for r in m.watchdog.reports() {

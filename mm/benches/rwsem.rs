@@ -578,30 +578,10 @@ mod bench {
     /// FIFO lock without optimistic spinning becomes once every thread queues): the ceiling
     /// for oomlab's Model A at high thread counts, measured in the same run.
     fn handover_ceiling(n: usize, window: Duration) -> f64 {
+        use mm::sched::threads::{futex_wait, futex_wake};
         use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
-        fn wait(w: &AtomicU32) {
-            // SAFETY: `w` is a valid aligned u32 for the call; FUTEX_WAIT only reads it.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    w as *const AtomicU32,
-                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    0u32,
-                    std::ptr::null::<libc::timespec>(),
-                );
-            }
-        }
-        fn wake(w: &AtomicU32) {
-            // SAFETY: as above; FUTEX_WAKE only uses the address as a key.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    w as *const AtomicU32,
-                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                    1,
-                );
-            }
-        }
+        let wait = |w: &AtomicU32| futex_wait(w, 0, None);
+        let wake = |w: &AtomicU32| futex_wake(w);
         let n = n.max(2);
         let words: Arc<Vec<AtomicU32>> = Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
         let stop = Arc::new(AtomicBool::new(false));

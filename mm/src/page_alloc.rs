@@ -89,12 +89,12 @@ use std::sync::Arc;
 
 /// `PAGE_SHIFT`.
 pub const PAGE_SHIFT: u32 = 12;
+/// `PAGE_SIZE`.
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// Frames per `release_pages()` pass of [`FramePool::release_unmapped`] (the kernel's
 /// `mmu_gather` batch holds up to `MAX_GATHER_BATCH` ≈ 510 pages).
 const RELEASE_BATCH: usize = 512;
 
-/// `PAGE_SIZE`.
-pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
 /// `MAX_RECLAIM_RETRIES` (v4.7+): fruitless reclaim rounds before the OOM path.
 pub const MAX_RECLAIM_RETRIES: u32 = 16;
 /// `PAGE_ALLOC_COSTLY_ORDER`.
@@ -973,17 +973,32 @@ impl FramePool {
                 }
             );
         }
-        if self.poison {
-            // kernel_poison_pages(page, 1, 0). SAFETY: still ours until it is on a list.
-            unsafe { std::ptr::write_bytes(self.frame_ptr(pfn), PAGE_POISON, PAGE_SIZE) };
-        }
+        self.poison_freed(pfn);
         let slot = self.this_slot();
         slot.allocated.fetch_sub(1, Ordering::Relaxed);
+        self.pcp_free(slot, &[pfn]);
+    }
+
+    /// `kernel_poison_pages(page, 1, 0)` for a frame being freed (state Pcp, not yet listed:
+    /// still the caller's).
+    fn poison_freed(&self, pfn: Pfn) {
+        if self.poison {
+            // SAFETY: the frame is ours until it is on a list.
+            unsafe { std::ptr::write_bytes(self.frame_ptr(pfn), PAGE_POISON, PAGE_SIZE) };
+        }
+    }
+
+    /// The list half of `free_hot_cold_page()` (v4.7) for frames already in state Pcp: each
+    /// goes to the hot end of `slot`'s list; at `count >= high` the `batch` coldest frames
+    /// spill to the free list. One list-lock hold for all of `pfns`.
+    fn pcp_free(&self, slot: &PcpSlot, pfns: &[Pfn]) {
         let mut list = slot.list.lock();
-        list.push_front(pfn);
-        if list.len() as u64 >= self.pcp_high {
-            self.free_pcppages_bulk(self.pcp_batch, &mut list);
-            slot.spills.fetch_add(1, Ordering::Relaxed);
+        for &pfn in pfns {
+            list.push_front(pfn);
+            if list.len() as u64 >= self.pcp_high {
+                self.free_pcppages_bulk(self.pcp_batch, &mut list);
+                slot.spills.fetch_add(1, Ordering::Relaxed);
+            }
         }
         slot.count.store(list.len() as u64, Ordering::Relaxed);
     }
@@ -1030,12 +1045,7 @@ impl FramePool {
                     old == 1
                 };
                 if last {
-                    if self.poison {
-                        // kernel_poison_pages(page, 1, 0). SAFETY: ours until it is listed.
-                        unsafe {
-                            std::ptr::write_bytes(self.frame_ptr(pfn), PAGE_POISON, PAGE_SIZE)
-                        };
-                    }
+                    self.poison_freed(pfn);
                     to_free[n] = pfn;
                     n += 1;
                 }
@@ -1045,15 +1055,7 @@ impl FramePool {
             slot.allocated
                 .fetch_add((chunk.len() - n) as i64, Ordering::Relaxed);
             if n > 0 {
-                let mut list = slot.list.lock();
-                for &pfn in &to_free[..n] {
-                    list.push_front(pfn);
-                    if list.len() as u64 >= self.pcp_high {
-                        self.free_pcppages_bulk(self.pcp_batch, &mut list);
-                        slot.spills.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                slot.count.store(list.len() as u64, Ordering::Relaxed);
+                self.pcp_free(slot, &to_free[..n]);
             }
         }
     }

@@ -133,10 +133,10 @@ pub enum Zap {
     TableDone,
 }
 
-/// A last-level table with its split PTE lock. The table is page-aligned, as a page-table
-/// page is, and the lock sits in a cache line of its own after the entries (the kernel keeps
-/// it in the table page's `struct page`, `page->ptl`): a lock word sharing a line with another
-/// table's entries would bounce between CPUs faulting in neighbouring tables.
+/// A last-level table with its split PTE lock. The lock sits in a cache line of its own
+/// before the entries (the kernel keeps it apart too, in the table page's `struct page`,
+/// `page->ptl`): a lock word sharing a line with another table's entries would bounce between
+/// CPUs faulting in neighbouring tables.
 #[repr(C, align(64))]
 pub struct PteTable {
     ptl: PtlLine,

@@ -2,7 +2,9 @@
 //!
 //! Sleeping is a futex wait on the task's state word (`FUTEX_WAIT_PRIVATE` while the word
 //! still holds the sleep state); waking is the state CAS of `try_to_wake_up()` followed by
-//! `FUTEX_WAKE_PRIVATE`. Time is the host's monotonic clock since the executor was created.
+//! `FUTEX_WAKE_PRIVATE`, skipped while the sleeper has not parked yet (it spins first: briefly
+//! always, up to 200 µs on an untimed sleep when the host has a CPU for every live task).
+//! Time is the host's monotonic clock since the executor was created.
 //! Stacks are small (128 KiB by default) so that 4096 tasks stay cheap.
 
 use crate::sync::{AtomicU32, Ordering};
@@ -47,6 +49,33 @@ impl ThreadsShared {
         self.boot.elapsed().as_nanos() as u64
     }
 
+    /// Spin until `t` is woken (true) or the spin budget is spent (false).
+    fn spin_until_woken(&self, t: &Task, long: bool) -> bool {
+        let woken = || t.state.load(Ordering::Acquire) == TASK_RUNNING;
+        for _ in 0..SPIN_BEFORE_PARK {
+            if woken() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        // Spin on only for an untimed sleep (a lock wait: timed sleeps are long by design)
+        // and while every live task has a host CPU of its own: then spinning never takes a
+        // CPU from a task that runs (and might be the one to wake us).
+        if !long || self.live.load(Ordering::Relaxed) > self.host_cpus {
+            return false;
+        }
+        let start = Instant::now();
+        while (start.elapsed().as_nanos() as u64) < SPIN_BEFORE_PARK_NS {
+            if (0..64).any(|_| {
+                std::hint::spin_loop();
+                woken()
+            }) {
+                return true;
+            }
+        }
+        false
+    }
+
     pub(crate) fn block(&self, t: &Task, deadline_ns: Option<u64>) {
         loop {
             // A spin before sleeping: a wake-up that comes within a few microseconds then
@@ -89,44 +118,17 @@ impl ThreadsShared {
 
 /// Spin iterations in `block` before the futex sleep, always.
 const SPIN_BEFORE_PARK: u32 = 50;
-/// Longest spin of a task holding one of the `max_spinners` slots, ns.
+/// Longest spin past `SPIN_BEFORE_PARK` of a task with no timeout while the host has a CPU
+/// for every live task, ns.
 const SPIN_BEFORE_PARK_NS: u64 = 200_000;
-
-impl ThreadsShared {
-    /// Spin until `t` is woken (true) or the spin budget is spent (false).
-    fn spin_until_woken(&self, t: &Task, long: bool) -> bool {
-        let woken = || t.state.load(Ordering::Acquire) == TASK_RUNNING;
-        for _ in 0..SPIN_BEFORE_PARK {
-            if woken() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        // Spin on only for an untimed sleep (a lock wait: timed sleeps are long by design)
-        // and while every live task has a host CPU of its own: then spinning never takes a
-        // CPU from a task that runs (and might be the one to wake us).
-        if !long || self.live.load(Ordering::Relaxed) > self.host_cpus {
-            return false;
-        }
-        let start = Instant::now();
-        while (start.elapsed().as_nanos() as u64) < SPIN_BEFORE_PARK_NS {
-            if (0..64).any(|_| {
-                std::hint::spin_loop();
-                woken()
-            }) {
-                return true;
-            }
-        }
-        false
-    }
-}
 
 /// Bit of the task state word set by a task about to sleep in FUTEX_WAIT (never one of the
 /// kernel's state bits; masked off by `Task::state()`).
 pub(crate) const PARKED: u32 = 1 << 30;
 
-/// Wait while `*word == val`, at most `timeout`.
-pub(crate) fn futex_wait(word: &AtomicU32, val: u32, timeout: Option<Duration>) {
+/// Wait while `*word == val`, at most `timeout` (`FUTEX_WAIT_PRIVATE`; public for the
+/// benchmarks' host yardsticks).
+pub fn futex_wait(word: &AtomicU32, val: u32, timeout: Option<Duration>) {
     let ts;
     let tsp = match timeout {
         None => std::ptr::null(),
@@ -150,8 +152,8 @@ pub(crate) fn futex_wait(word: &AtomicU32, val: u32, timeout: Option<Duration>) 
     }
 }
 
-/// Wake all waiters on `word`.
-pub(crate) fn futex_wake(word: &AtomicU32) {
+/// Wake all waiters on `word` (`FUTEX_WAKE_PRIVATE`).
+pub fn futex_wake(word: &AtomicU32) {
     // SAFETY: as above; FUTEX_WAKE only uses the address as a key.
     unsafe {
         libc::syscall(
