@@ -73,7 +73,7 @@ struct Outcome {
     /// Tasks left at the end, sysrq-t style.
     tasks_left: Vec<String>,
     /// `mmap_lock`s of the tasks left and of the OOM victims that cannot make progress, with
-    /// why ([`mm::rwsem::RawRwSem::stuck_diagnosis`]).
+    /// why ([`mm::locking::rwsem::RawRwSem::stuck_diagnosis`]).
     stuck_locks: Vec<String>,
 }
 

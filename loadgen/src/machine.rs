@@ -152,7 +152,7 @@ impl Machine {
     }
 
     /// The address spaces whose `mmap_lock` cannot make progress, each once, with why
-    /// ([`mm::rwsem::RawRwSem::stuck_diagnosis`]): those of `tasks` (the tasks left) and of
+    /// ([`mm::locking::rwsem::RawRwSem::stuck_diagnosis`]): those of `tasks` (the tasks left) and of
     /// every OOM victim. Meaningful once the machine is at rest (the end of a run or trial).
     pub fn stuck_locks(&self, tasks: &[Arc<Task>]) -> Vec<(Arc<MmStruct>, String)> {
         let mut seen = std::collections::HashSet::new();

@@ -12,7 +12,7 @@ use crate::user::{
     KernelPages, Step,
 };
 use mm::gfp::Gfp;
-use mm::kmutex::KMutex;
+use mm::locking::kmutex::KMutex;
 use mm::mm_types::MmStruct;
 use mm::pgtable::PAGE_SIZE;
 use parking_lot::Mutex;

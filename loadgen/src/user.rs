@@ -11,7 +11,7 @@
 
 use mm::errno::Errno;
 use mm::gfp::Gfp;
-use mm::kmutex::{KMutex, KMutexGuard};
+use mm::locking::kmutex::{KMutex, KMutexGuard};
 use mm::memory::{access_process_vm, attach_mm, mmput, touch, FaultError};
 use mm::mm_types::{LockWait, MmStruct};
 use mm::mmap::{

@@ -877,7 +877,7 @@ fn machine_frame_pool_freed_after_its_run() {
 fn rfc_v1_stale_bias_is_diagnosed_in_the_report() {
     let mut cfg = config("slow-reader", KW_R1);
     cfg.max_time_ns = 30_000_000_000;
-    cfg.machine.knobs.rwsem_model = mm::rwsem::RwSemModel::RfcV1;
+    cfg.machine.knobs.rwsem_model = mm::locking::rwsem::RwSemModel::RfcV1;
     let o = run_cfg("slow-reader", "KW+R1 rfc-v1", &cfg);
     assert_eq!(o.ending(), "time-limit", "{o}");
     let stuck = o.json["stuck_locks"].as_array().expect("stuck_locks");
@@ -889,7 +889,7 @@ fn rfc_v1_stale_bias_is_diagnosed_in_the_report() {
     );
     assert!(o.summary.iter().any(|l| l.contains("stuck: ")), "{o}");
 
-    cfg.machine.knobs.rwsem_model = mm::rwsem::RwSemModel::A;
+    cfg.machine.knobs.rwsem_model = mm::locking::rwsem::RwSemModel::A;
     cfg.max_time_ns = config("slow-reader", KW_R1).max_time_ns;
     let a = run_cfg("slow-reader", "KW+R1 model A", &cfg);
     a.assert_completed_clean();

@@ -1,4 +1,4 @@
-//! oomlab's rw_semaphore (`mm::rwsem::RwSem`, Model A) side by side with `std::sync::RwLock`,
+//! oomlab's rw_semaphore (`mm::locking::rwsem::RwSem`, Model A) side by side with `std::sync::RwLock`,
 //! parking_lot 0.13 and parking_lot 0.12, in one run, behind one small trait ([`BenchLock`],
 //! the shape of parking_lot's `benchmark/src/bin/rwlock.rs`).
 //!
@@ -53,8 +53,8 @@ fn main() {
 mod bench {
     use crate::common::{self, median, num, BenchArgs, Gate};
     use criterion::Criterion;
-    use mm::lock_events::{LockEvent, NR_LOCK_EVENTS};
-    use mm::rwsem::{RwSem, RwSemModel};
+    use mm::locking::lock_events::{LockEvent, NR_LOCK_EVENTS};
+    use mm::locking::rwsem::{RwSem, RwSemModel};
     use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
     use mm::task::CloneKind;
     use serde_json::{json, Map, Value};

@@ -3,15 +3,13 @@
 //! spaces with their syscalls and page faults. See ARCHITECTURE.md.
 pub mod errno;
 pub mod gfp;
-pub mod kmutex;
-pub mod lock_events;
+pub mod locking;
 pub mod memory;
 pub mod mm_types;
 pub mod mmap;
 pub mod mmap_lock;
 pub mod page_alloc;
 pub mod pgtable;
-pub mod rwsem;
 pub mod sched;
 pub(crate) mod sync;
 pub mod task;

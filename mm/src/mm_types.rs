@@ -11,9 +11,9 @@
 //!
 //! Models v4.15–v4.19 (the OOM-era fields; `MMF_OOM_VICTIM` is 4.15+).
 
+use crate::locking::rwsem::{RwSem, RwSemModel};
 use crate::page_alloc::FramePool;
 use crate::pgtable::{PageTable, PAGE_SIZE, TASK_SIZE};
-use crate::rwsem::{RwSem, RwSemModel};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};

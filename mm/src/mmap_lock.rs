@@ -4,8 +4,8 @@
 //! reports can name the holders of a victim's `mmap_lock`. All emulated mm code takes
 //! `mmap_lock` through these.
 
+use crate::locking::rwsem::{Killed, ReadGuard, WriteGuard};
 use crate::mm_types::{MmStruct, VmaTree};
-use crate::rwsem::{Killed, ReadGuard, WriteGuard};
 use crate::sched;
 use std::ops::{Deref, DerefMut};
 

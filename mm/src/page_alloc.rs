@@ -78,7 +78,7 @@
 //!   they are emulator bugs (design.md "Modelled kernel vs emulator").
 
 use crate::gfp::Gfp;
-use crate::kmutex::KMutex;
+use crate::locking::kmutex::KMutex;
 use crate::sched;
 use crate::sync::RawSpinLock;
 use crate::task::{Task, Wchan};

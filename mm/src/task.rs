@@ -135,7 +135,7 @@ pub struct Task {
     /// Set by a waker that granted this task a read lock it queued for (the kernel clears
     /// `rwsem_waiter::task` instead). A task waits on at most one lock at a time.
     pub(crate) rwsem_granted: crate::sync::AtomicBool,
-    lock_events: crate::lock_events::LockEvents,
+    lock_events: crate::locking::lock_events::LockEvents,
     /// `task->mm` (None for kernel threads and after `exit_mm`).
     mm: parking_lot::Mutex<Option<Arc<crate::mm_types::MmStruct>>>,
     /// Identity of `task->mm` for lock-free `current->mm == mm` tests.
@@ -332,7 +332,7 @@ impl Task {
         }
     }
     /// This task's lock event counters.
-    pub fn lock_events(&self) -> &crate::lock_events::LockEvents {
+    pub fn lock_events(&self) -> &crate::locking::lock_events::LockEvents {
         &self.lock_events
     }
     /// Record that this (current) task acquired lock `object_id` (`lock_acquired`).
@@ -536,7 +536,7 @@ pub struct TaskList {
 #[derive(Default)]
 struct TaskListInner {
     /// Lock events of exited tasks.
-    retired_events: crate::lock_events::LockEvents,
+    retired_events: crate::locking::lock_events::LockEvents,
     next_pid: u32,
     tasks: BTreeMap<Tid, Arc<Task>>,
     groups: BTreeMap<Tgid, Arc<ThreadGroup>>,
@@ -651,7 +651,7 @@ impl TaskList {
         self.inner.lock().tasks.values().cloned().collect()
     }
     /// Lock event totals: live tasks plus exited ones.
-    pub fn lock_events(&self) -> [u64; crate::lock_events::NR_LOCK_EVENTS] {
+    pub fn lock_events(&self) -> [u64; crate::locking::lock_events::NR_LOCK_EVENTS] {
         let g = self.inner.lock();
         let mut sum = g.retired_events.snapshot();
         for t in g.tasks.values() {

@@ -1,5 +1,5 @@
 #![cfg(oomlab_loom)]
-//! loom models of the Model A rw_semaphore (`mm::rwsem::RawRwSem`): every interleaving of the
+//! loom models of the Model A rw_semaphore (`mm::locking::rwsem::RawRwSem`): every interleaving of the
 //! count word, `wait_lock`, the task state words and the signal bits, up to a preemption bound.
 //!
 //! Command (as in README.md):
@@ -31,8 +31,8 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::sync::Mutex;
 use loom::thread;
-use mm::lock_events::LockEvent;
-use mm::rwsem::{Interrupted, Killed, RawRwSem, RwSemModel};
+use mm::locking::lock_events::LockEvent;
+use mm::locking::rwsem::{Interrupted, Killed, RawRwSem, RwSemModel};
 use mm::sched::loom_exec::LoomKernel;
 use mm::task::{send_sig, Signal, Task};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -1,4 +1,4 @@
-//! Rule-by-rule scripted-interleaving tests of the Model A rw_semaphore (`mm::rwsem`) on the
+//! Rule-by-rule scripted-interleaving tests of the Model A rw_semaphore (`mm::locking::rwsem`) on the
 //! deterministic sim executor: every admission, wake-up and bail-out rule of
 //! ../shared/reference/kernel-rwsem.md (AR1–AR7, WK1–WK6, §5.1–§5.2) has at least one test that
 //! fails if the rule is broken, and the two symptoms of the unfixed 2016 bail-out
@@ -58,8 +58,8 @@
 //! which runs that scenario under a watchdog).
 #![cfg(not(oomlab_loom))]
 
-use mm::lock_events::LockEvent;
-use mm::rwsem::{
+use mm::locking::lock_events::LockEvent;
+use mm::locking::rwsem::{
     Interrupted, Killed, RawRwSem, RwSemModel, RWSEM_ACTIVE_MASK, RWSEM_ACTIVE_READ_BIAS,
     RWSEM_ACTIVE_WRITE_BIAS, RWSEM_WAITING_BIAS,
 };
@@ -2006,7 +2006,7 @@ fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
 }
 
 /// The count word's decomposition must match the queue and the owner at every step boundary
-/// (the state table of `mm::rwsem`; kernel-rwsem.md §2.1): one `WAITING_BIAS` term iff the
+/// (the state table of `mm::locking::rwsem`; kernel-rwsem.md §2.1): one `WAITING_BIAS` term iff the
 /// queue is non-empty plus one in the `ACTIVE_WRITE_BIAS` of a writer holder, whose active part
 /// is then exactly 1; and a reader at the head of the queue only while a writer holds (in Model
 /// A every release or bail-out that leaves readers at the head of a lock no writer holds grants
@@ -2047,7 +2047,7 @@ struct World {
     outcome: SimOutcome,
     sem: Arc<RawRwSem>,
     wit: Arc<Witness>,
-    events: [u64; mm::lock_events::NR_LOCK_EVENTS],
+    events: [u64; mm::locking::lock_events::NR_LOCK_EVENTS],
     hash: u64,
     /// The first step boundary at which [`invariant_violation`] reported something; the run
     /// stops there (with RfcV1 that avoids running into its livelock, see the report test).
@@ -2120,7 +2120,7 @@ const PROP_SEEDS: u64 = 400;
 
 #[test]
 fn prop_model_a_random_interleavings_exclude_and_end_quiescent() {
-    let mut total = [0u64; mm::lock_events::NR_LOCK_EVENTS];
+    let mut total = [0u64; mm::locking::lock_events::NR_LOCK_EVENTS];
     for seed in 0..PROP_SEEDS {
         let w = random_world(A, seed);
         if let Some(v) = &w.violation {

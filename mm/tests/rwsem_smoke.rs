@@ -1,7 +1,7 @@
 //! Quick end-to-end checks of the rwsem on both executors (the rule-by-rule scripted tests
 //! live in rwsem_rules.rs).
 #![cfg(not(oomlab_loom))]
-use mm::rwsem::{RwSem, RwSemModel};
+use mm::locking::rwsem::{RwSem, RwSemModel};
 use mm::sched::sim::{Sim, SimConfig, SimOutcome};
 use mm::sched::{self};
 use mm::task::CloneKind;
@@ -55,7 +55,7 @@ fn sim_readers_and_writers_exclude_each_other() {
 /// `try_read`/`try_write` dropped a guard and released a hold it never took.
 #[test]
 fn failed_typed_trylock_releases_nothing() {
-    use mm::rwsem::{RWSEM_ACTIVE_READ_BIAS, RWSEM_ACTIVE_WRITE_BIAS};
+    use mm::locking::rwsem::{RWSEM_ACTIVE_READ_BIAS, RWSEM_ACTIVE_WRITE_BIAS};
     let sem = RwSem::new("t", RwSemModel::A, ());
     let w = sem.write();
     assert!(sem.try_read().is_none());

@@ -25,8 +25,8 @@
 //! Seed: `OOMLAB_STRESS_SEED` (default fixed); the threads executor is not deterministic, the
 //! seed only fixes each task's sequence of operations.
 
-use mm::lock_events::LockEvent;
-use mm::rwsem::{Killed, RawRwSem, RwSemModel};
+use mm::locking::lock_events::LockEvent;
+use mm::locking::rwsem::{Killed, RawRwSem, RwSemModel};
 use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
 use mm::sched::{self};
 use mm::task::{send_sig, CloneKind, Signal, Task};

@@ -15,7 +15,7 @@
 #![allow(dead_code)]
 
 use crate::common::Gate;
-use mm::lock_events::{LockEvent, NR_LOCK_EVENTS};
+use mm::locking::lock_events::{LockEvent, NR_LOCK_EVENTS};
 use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
 use mm::task::CloneKind;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -41,9 +41,9 @@
 //! - `wake_q` is a `Vec` of tasks woken after `wait_lock` is dropped, as in v4.7; the
 //!   write-slow-path WAKE_READERS case wakes with `wait_lock` held, as the kernel does.
 //! - No lockdep. `owner` is a tid, not a task pointer with flag bits.
-//! - Lock statistics are per-task counters ([`crate::lock_events`]).
+//! - Lock statistics are per-task counters ([`crate::locking::lock_events`]).
 
-use crate::lock_events::{count as count_event, LockEvent};
+use crate::locking::lock_events::{count as count_event, LockEvent};
 use crate::sched;
 use crate::sync::{AtomicI64, AtomicU32, Ordering, RawSpinLock};
 use crate::task::{state::*, Task, Tid};

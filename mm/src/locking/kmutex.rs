@@ -35,7 +35,7 @@
 //! - No lockdep, no `CONFIG_DEBUG_MUTEXES` beyond the owner check in `mutex_unlock`, which is an
 //!   `assert!` (an unlock by a non-owner is an emulator bug).
 
-use crate::rwsem::Killed;
+use crate::locking::rwsem::Killed;
 use crate::sched;
 use crate::sync::{AtomicI64, Ordering, RawSpinLock};
 use crate::task::{state::*, Task, Tid};
