@@ -2,7 +2,11 @@
 //! and value syntax, and nothing else. Turning them into a validated plan (a machine
 //! configuration, a scenario, a load) happens in `plan.rs` (ripgrep's lowargs → hiargs split).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use reaper::knobs::KNOBS;
+use reaper::machine::MachineConfig;
+use reaper::units;
 use std::fmt;
 use std::time::Duration;
 
@@ -45,21 +49,22 @@ pub enum Command {
 pub struct RunArgs {
     /// Load-generator worker threads (emulated tasks), 16 per process; a few remote-reader
     /// processes come on top.
-    #[arg(long, value_name = "N", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", default_value_t = 256, allow_negative_numbers = true,
+          value_parser = parse_threads)]
     pub threads: u32,
 
     /// Emulated physical memory, e.g. 256MiB, 1GiB, 65536KiB (a multiple of 4 KiB; at most
     /// the host's available memory).
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_memory)]
     pub memory: Bytes,
 
     /// Executor: OS threads with wall-clock time, or the deterministic simulator.
     #[arg(long, value_enum, default_value_t = Executor::Threads)]
     pub executor: Executor,
 
-    /// Seed of the workload's choices (and of the sim executor's picker).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Seed of the workload's choices (and of the sim executor's picker), 0 to 2^64-1.
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = parse_seed)]
     pub seed: u64,
 
     /// How long the run lasts, wind-down included: the load stops 5% earlier (at most 3s
@@ -88,12 +93,13 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Seed of the sim executor's picker.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Seed of the sim executor's picker, 0 to 2^64-1.
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = parse_seed)]
     pub seed: u64,
 
     /// Emulated physical memory [default: the scenario's own, 16MiB for most].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<Bytes>,
 
     /// End the trial at this emulated time even if tasks remain (exit status 4).
@@ -112,64 +118,61 @@ pub struct BenchArgs {
     pub bench: Option<Bench>,
 }
 
-/// The kernel configuration of a run: knobs shared by `run` and `scenario`.
-#[derive(Clone, Debug, PartialEq, Eq, Args)]
-#[command(next_help_heading = "Kernel configuration")]
+/// The kernel configuration of a run: the knobs shared by `run` and `scenario`, one flag per
+/// knob of [`reaper::knobs::KNOBS`] (built from that list, so every knob is a flag).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelArgs {
-    /// How mmap/munmap/mprotect/mlock wait for mmap_lock for write (the 2016 RFC's question).
-    #[arg(long, value_enum, default_value_t = WriteLock::Killable)]
-    pub write_lock: WriteLock,
+    /// The knobs given on the command line, in `KNOBS` order: (name, value).
+    pub given: Vec<(&'static str, String)>,
+}
 
-    /// How page faults wait for mmap_lock for read; killable is the v6.5 behaviour.
-    #[arg(long, value_enum, default_value_t = ReadLock::Uninterruptible)]
-    pub read_lock: ReadLock,
+impl FromArgMatches for KernelArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = KNOBS
+            .iter()
+            .filter_map(|k| m.get_one::<String>(k.name).map(|v| (k.name, v.clone())))
+            .collect();
+        Ok(KernelArgs { given })
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
 
-    /// The rw_semaphore model behind mmap_lock.
-    #[arg(long, value_enum, default_value_t = RwsemModel::A)]
-    pub rwsem_model: RwsemModel,
-
-    /// Run the oom_reaper kthread.
-    #[arg(long = "reaper", value_name = "on|off", value_enum, default_value_t = Reaper::On)]
-    pub reaper: Reaper,
-
-    /// Delay before the reaper starts on a victim: 0 as in 2016, 2s as in >= 5.18.
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration_ms)]
-    pub reaper_delay: Duration,
-
-    /// mmap_lock read-trylock attempts per victim before the reaper gives up
-    /// (MAX_OOM_REAP_RETRIES).
-    #[arg(long, value_name = "N", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(0..=10_000))]
-    pub reaper_retries: u32,
-
-    /// Sleep between two reaper attempts on one victim (HZ/10).
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_positive_duration_ms)]
-    pub reaper_interval: Duration,
-
-    /// vm.panic_on_oom: 0 kill, 1 or 2 panic (emulated; the run ends with exit status 3).
-    #[arg(long, value_name = "0|1|2", default_value_t = 0,
-          value_parser = clap::value_parser!(u8).range(0..=2))]
-    pub panic_on_oom: u8,
-
-    /// vm.oom_kill_allocating_task: kill the task whose allocation failed.
-    #[arg(long, value_name = "0|1", default_value_t = 0,
-          value_parser = clap::value_parser!(u8).range(0..=1))]
-    pub oom_kill_allocating_task: u8,
-
-    /// vm.oom_dump_tasks: print the task table at each OOM kill.
-    #[arg(long, value_name = "0|1", default_value_t = 1,
-          value_parser = clap::value_parser!(u8).range(0..=1))]
-    pub oom_dump_tasks: u8,
-
-    /// When the OOM killer stops waiting for a victim (the abort rule).
-    #[arg(long, value_enum, default_value_t = VictimGoneRule::MmTeardown)]
-    pub victim_gone_rule: VictimGoneRule,
-
-    /// No progress for this long while tasks wait for memory is a livelock (explained, then
-    /// recovered with a sysrq-f kill) [default: 30s emulated on the sim executor, 5s wall
-    /// clock on the threads executor].
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub livelock_window: Option<Duration>,
+impl Args for KernelArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let defaults = MachineConfig::sim(0);
+        let mut cmd = cmd.next_help_heading("Kernel configuration");
+        for k in KNOBS {
+            let default = k
+                .default_note
+                .map_or_else(|| k.get(&defaults), str::to_string);
+            let arg = Arg::new(k.name)
+                .long(k.name)
+                .value_name(k.value_name)
+                .action(ArgAction::Set)
+                .help(format!("{} [default: {default}]", k.help));
+            let arg = if k.choices.is_empty() {
+                // Validated by the knob itself, so the flag accepts exactly what a matrix
+                // axis or a scenario file accepts.
+                arg.value_parser(move |v: &str| -> Result<String, String> {
+                    k.set(&mut MachineConfig::sim(0), v)
+                        .map(|()| v.to_string())
+                        .map_err(|e| e.why)
+                })
+            } else {
+                arg.value_parser(PossibleValuesParser::new(
+                    k.choices.iter().map(|(v, h)| PossibleValue::new(*v).help(*h)),
+                ))
+            };
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -178,45 +181,6 @@ pub enum Executor {
     Threads,
     /// Stackful coroutines on one OS thread; virtual time; seeded, reproducible.
     Sim,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WriteLock {
-    /// down_write_killable(): a SIGKILL ends the wait with -EINTR (v4.7+).
-    Killable,
-    /// down_write(): the wait ignores SIGKILL (before the 2016 RFC).
-    Uninterruptible,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ReadLock {
-    /// down_read() in the fault path (before v6.5).
-    Uninterruptible,
-    /// down_read_killable() in the fault path (v6.5+).
-    Killable,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RwsemModel {
-    /// v4.7 rwsem-xadd with the May-2016 down_write_killable() fix.
-    A,
-    /// The 2016 RFC as first posted: a killed writer leaves a stale waiting bias.
-    #[value(name = "rfc-v1")]
-    RfcV1,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Reaper {
-    On,
-    Off,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum VictimGoneRule {
-    /// Wait until the victim's address space is torn down or MMF_OOM_SKIP.
-    MmTeardown,
-    /// Wait only while the victim process exists (a premature next victim is possible).
-    ProcessReleased,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -239,69 +203,41 @@ pub struct Bytes(pub u64);
 
 impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-        for (size, unit) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
-                return write!(f, "{}{unit}", self.0 / size);
-            }
-        }
-        write!(f, "{}B", self.0)
+        f.write_str(&units::format_size(self.0))
     }
 }
 
 /// The emulated page size; `--memory` must be a whole number of frames.
-const PAGE_SIZE: u64 = 4096;
+const PAGE_SIZE: u64 = mm::pgtable::PAGE_SIZE;
 
-/// `SIZE`: digits, then an optional binary unit (B, K/KiB, M/MiB, G/GiB, T/TiB; any case).
-pub fn parse_size(s: &str) -> Result<Bytes, String> {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    let num: u64 = num
-        .parse()
-        .map_err(|_| "expected a size such as 256MiB or 1GiB".to_string())?;
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        "t" | "tib" => 40,
-        _ => {
-            return Err(format!(
-                "unknown unit '{unit}' (use B, KiB, MiB, GiB or TiB)"
-            ))
-        }
-    };
-    let bytes = num
-        .checked_mul(1 << shift)
-        .ok_or_else(|| "size too large".to_string())?;
+/// `--memory`: a SIZE ([`reaper::units`]) that is a positive multiple of the page size.
+pub fn parse_memory(s: &str) -> Result<Bytes, String> {
+    let bytes = units::parse_size(s)?;
     if bytes == 0 || bytes % PAGE_SIZE != 0 {
-        return Err(format!("must be a positive multiple of {PAGE_SIZE} bytes"));
+        return Err(format!(
+            "must be a positive multiple of {PAGE_SIZE} bytes (4KiB), e.g. 256MiB"
+        ));
     }
     Ok(Bytes(bytes))
 }
 
-/// `DURATION`: `0`, or digits followed by ns, us, ms, s, m or h.
+/// `--threads`: 1 to 4096.
+pub fn parse_threads(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=4096).contains(n))
+        .ok_or_else(|| "expected a whole number from 1 to 4096".to_string())
+}
+
+/// `--seed`: 0 to 2^64-1.
+pub fn parse_seed(s: &str) -> Result<u64, String> {
+    s.parse::<u64>()
+        .map_err(|_| format!("expected a whole number from 0 to {}", u64::MAX))
+}
+
+/// `DURATION` ([`reaper::units`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    let num: u64 = num
-        .parse()
-        .map_err(|_| "expected a duration such as 0, 100ms, 2s or 10m".to_string())?;
-    let per_unit_ns: u64 = match unit {
-        "" if num == 0 => 0,
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60 * 1_000_000_000,
-        "h" => 3_600 * 1_000_000_000,
-        "" => return Err("a unit is required (ns, us, ms, s, m or h)".to_string()),
-        _ => return Err(format!("unknown unit '{unit}' (use ns, us, ms, s, m or h)")),
-    };
-    let ns = num
-        .checked_mul(per_unit_ns)
-        .ok_or_else(|| "duration too long".to_string())?;
-    Ok(Duration::from_nanos(ns))
+    units::parse_duration(s)
 }
 
 /// `DURATION` that must be more than zero.
@@ -309,24 +245,6 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d.is_zero() {
         return Err("must be more than zero".to_string());
-    }
-    Ok(d)
-}
-
-/// `DURATION` in whole milliseconds (the kernel knobs behind it count ms or jiffies).
-pub fn parse_duration_ms(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.subsec_nanos() % 1_000_000 != 0 {
-        return Err("must be a whole number of milliseconds".to_string());
-    }
-    Ok(d)
-}
-
-/// `DURATION` in whole milliseconds, more than zero.
-pub fn parse_positive_duration_ms(s: &str) -> Result<Duration, String> {
-    let d = parse_duration_ms(s)?;
-    if d.is_zero() {
-        return Err("must be at least 1ms".to_string());
     }
     Ok(d)
 }
@@ -342,52 +260,35 @@ mod tests {
     }
 
     #[test]
-    fn sizes() {
-        for (s, want) in [
-            ("256MiB", 256 << 20),
-            ("256m", 256 << 20),
-            ("1G", 1 << 30),
-            ("65536KiB", 64 << 20),
-            ("8192", 8192),
+    fn memory_is_a_positive_number_of_pages() {
+        assert_eq!(parse_memory("256MiB"), Ok(Bytes(256 << 20)));
+        assert_eq!(parse_memory("8192"), Ok(Bytes(8192)));
+        for (s, needle) in [
+            ("0", "positive multiple of 4096"),
+            ("4097", "positive multiple of 4096"),
+            ("256MB", "256MiB or 256M"),
+            ("1.5G", "fractions"),
         ] {
-            assert_eq!(parse_size(s), Ok(Bytes(want)), "{s}");
-        }
-        for s in [
-            "",
-            "MiB",
-            "0",
-            "4097",
-            "1.5G",
-            "12XB",
-            "99999999999T",
-            "-1M",
-        ] {
-            assert!(parse_size(s).is_err(), "{s} accepted");
+            let e = parse_memory(s).expect_err(s);
+            assert!(e.contains(needle), "{s}: {e}");
         }
         assert_eq!(Bytes(256 << 20).to_string(), "256MiB");
-        assert_eq!(Bytes(12288).to_string(), "12KiB");
     }
 
     #[test]
-    fn durations() {
-        for (s, want) in [
-            ("0", Duration::ZERO),
-            ("0s", Duration::ZERO),
-            ("2s", Duration::from_secs(2)),
-            ("100ms", Duration::from_millis(100)),
-            ("10m", Duration::from_secs(600)),
-            ("1h", Duration::from_secs(3600)),
-            ("5us", Duration::from_micros(5)),
-        ] {
-            assert_eq!(parse_duration(s), Ok(want), "{s}");
+    fn numbers_say_what_is_accepted() {
+        assert_eq!(parse_threads("4096"), Ok(4096));
+        for s in ["0", "4097", "-1", "many"] {
+            assert_eq!(
+                parse_threads(s),
+                Err("expected a whole number from 1 to 4096".into()),
+                "{s}"
+            );
         }
-        for s in ["", "s", "2", "1.5s", "3d", "-1s", "99999999999999h"] {
-            assert!(parse_duration(s).is_err(), "{s} accepted");
+        assert_eq!(parse_seed("18446744073709551615"), Ok(u64::MAX));
+        for s in ["-1", "18446744073709551616", "x"] {
+            assert!(parse_seed(s).unwrap_err().contains("0 to 18446744073709551615"));
         }
-        assert!(parse_positive_duration("0").is_err());
-        assert_eq!(parse_duration_ms("2s"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration_ms("1500us").is_err());
-        assert!(parse_positive_duration_ms("0ms").is_err());
     }
 
     #[test]
@@ -399,24 +300,23 @@ mod tests {
         assert_eq!(a.threads, 256);
         assert_eq!(a.memory, Bytes(256 << 20));
         assert_eq!(a.executor, Executor::Threads);
-        assert_eq!(a.kernel.write_lock, WriteLock::Killable);
-        assert_eq!(a.kernel.read_lock, ReadLock::Uninterruptible);
-        assert_eq!(a.kernel.rwsem_model, RwsemModel::A);
-        assert_eq!(a.kernel.reaper, Reaper::On);
-        assert_eq!(a.kernel.reaper_delay, Duration::ZERO);
-        assert_eq!(a.kernel.reaper_retries, 10);
-        assert_eq!(a.kernel.reaper_interval, Duration::from_millis(100));
-        assert_eq!(
-            (
-                a.kernel.panic_on_oom,
-                a.kernel.oom_kill_allocating_task,
-                a.kernel.oom_dump_tasks
-            ),
-            (0, 0, 1)
-        );
-        assert_eq!(a.kernel.victim_gone_rule, VictimGoneRule::MmTeardown);
-        assert_eq!(a.kernel.livelock_window, None);
+        assert_eq!(a.kernel, KernelArgs::default(), "no knob given");
         assert_eq!(a.duration, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn every_knob_is_a_flag_of_run_and_scenario() {
+        for sub in ["run", "scenario"] {
+            let cmd = Cli::command();
+            let sc = cmd.find_subcommand(sub).unwrap();
+            for k in KNOBS {
+                let arg = sc
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(k.name))
+                    .unwrap_or_else(|| panic!("{sub} has no --{}", k.name));
+                assert_eq!(arg.get_help_heading(), Some("Kernel configuration"));
+            }
+        }
     }
 
     #[test]
@@ -443,9 +343,14 @@ mod tests {
             panic!("not scenario")
         };
         assert_eq!(a.name.as_deref(), Some("remote-reader"));
-        assert_eq!(a.kernel.write_lock, WriteLock::Uninterruptible);
-        assert_eq!(a.kernel.reaper, Reaper::Off);
-        assert_eq!(a.kernel.reaper_delay, Duration::from_secs(2));
+        assert_eq!(
+            a.kernel.given,
+            vec![
+                ("write-lock", "uninterruptible".to_string()),
+                ("reaper", "off".to_string()),
+                ("reaper-delay", "2s".to_string()),
+            ]
+        );
         assert_eq!(a.memory, None);
         assert_eq!(a.time_limit, Duration::from_secs(600));
         assert_eq!(a.seed, 7);

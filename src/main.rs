@@ -4,15 +4,17 @@
 //! metrics endpoint and reports as later issues land.
 
 mod cli;
+mod host;
 mod plan;
 mod run;
 
 use anyhow::Result;
 use clap::Parser;
 use cli::{Bench, BenchArgs, Cli, Command, RunArgs, ScenarioArgs};
-use loadgen::scenario::Ending;
+use loadgen::report::Report;
 use loadgen::scenarios;
 use plan::{ScenarioCommand, UsageError};
+use reaper::machine::Verdict;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -24,14 +26,42 @@ const EXIT_ERROR: u8 = 1;
 /// implemented yet.
 const EXIT_USAGE: u8 = 2;
 /// The modelled kernel panicked (panic_on_oom, or "System is deadlocked on memory").
-pub(crate) const EXIT_PANIC: u8 = 3;
+const EXIT_PANIC: u8 = 3;
 /// The time bound passed with tasks left: a scenario's `--time-limit`, or a `run` whose
 /// wind-down could not finish.
-pub(crate) const EXIT_TIME_LIMIT: u8 = 4;
+const EXIT_TIME_LIMIT: u8 = 4;
 /// The modelled kernel deadlocked outright: no task runnable, no timer pending (sim).
-pub(crate) const EXIT_DEADLOCK: u8 = 5;
+const EXIT_DEADLOCK: u8 = 5;
 /// The emulator's own bookkeeping broke (a bug; the same status as a Rust panic).
-pub(crate) const EXIT_BUG: u8 = 101;
+const EXIT_BUG: u8 = 101;
+
+/// The one map from a machine's verdict to the exit status.
+fn exit_status(v: &Verdict) -> u8 {
+    match v {
+        Verdict::Completed => EXIT_OK,
+        Verdict::Panicked { .. } => EXIT_PANIC,
+        Verdict::TimeLimit => EXIT_TIME_LIMIT,
+        Verdict::Deadlock => EXIT_DEADLOCK,
+        Verdict::EmulatorBug { .. } => EXIT_BUG,
+    }
+}
+
+/// Print `lines`, then say loudly on stderr if the emulator broke, with the seed to replay it;
+/// return the verdict's exit status.
+fn finish_report(r: &Report, lines: &[String]) -> Result<u8> {
+    let mut out = io::stdout().lock();
+    for l in lines {
+        writeln!(out, "{l}")?;
+    }
+    out.flush()?;
+    if let Verdict::EmulatorBug { what } = &r.verdict {
+        eprintln!(
+            "oomlab: emulator invariant broken (seed {}): {what}",
+            r.seed
+        );
+    }
+    Ok(exit_status(&r.verdict))
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -90,7 +120,8 @@ fn not_implemented(what: &str, issue: u32) -> Result<u8> {
 
 fn run(args: &RunArgs) -> Result<u8> {
     let plan = plan::run(args)?;
-    run::run(&plan, &mut io::stdout().lock())
+    let r = run::run(&plan)?;
+    finish_report(&r, &r.summary())
 }
 
 fn scenario(args: &ScenarioArgs) -> Result<u8> {
@@ -98,23 +129,18 @@ fn scenario(args: &ScenarioArgs) -> Result<u8> {
         ScenarioCommand::List { json } => return list_scenarios(json),
         ScenarioCommand::Run(p) => p,
     };
-    // Only a pool the host cannot hold (or a bad size) fails here: a usage error.
-    let r = loadgen::scenario::run(plan.scenario, &plan.cfg).map_err(UsageError)?;
-    let mut out = io::stdout().lock();
-    if plan.json {
-        writeln!(out, "{}", r.json)?;
+    let r = loadgen::scenario::run(plan.scenario, &plan.cfg)?;
+    let lines = if plan.json {
+        vec![r.json().to_string()]
     } else {
-        for l in r.log.iter().chain([String::new()].iter()).chain(&r.summary) {
-            writeln!(out, "{l}")?;
-        }
-    }
-    out.flush()?;
-    Ok(match r.ending {
-        Ending::Completed => EXIT_OK,
-        Ending::Panicked => EXIT_PANIC,
-        Ending::TimeLimit => EXIT_TIME_LIMIT,
-        Ending::Deadlock => EXIT_DEADLOCK,
-    })
+        r.log
+            .iter()
+            .cloned()
+            .chain([String::new()])
+            .chain(r.summary())
+            .collect()
+    };
+    finish_report(&r, &lines)
 }
 
 /// `oomlab scenario --list`: one line per scenario, or a JSON array with `--json`.

@@ -1,16 +1,15 @@
 //! The command line, stage two: raw flags (cli.rs) checked and turned into plans that name
 //! library types only: a machine configuration, a scenario with its trial configuration, a
 //! load with its time bounds. Every error here is a usage error: one line, exit status 2.
+//! The host is checked here too (a pool the host cannot hold is refused before anything
+//! starts).
 
-use crate::cli::{self, KernelArgs, RunArgs, ScenarioArgs};
-use loadgen::load::LoadConfig;
-use loadgen::machine::MachineConfig;
+use crate::cli::{Executor, KernelArgs, RunArgs, ScenarioArgs};
+use crate::host;
+use loadgen::load::{LoadConfig, RunConfig};
 use loadgen::scenario::{Scenario, ScenarioConfig};
 use loadgen::scenarios;
-use mm::locking::rwsem::RwSemModel;
-use mm::mm_types::{LockWait, MmKnobs};
-use reaper::oom_kill::{OomConfig, VictimGoneRule};
-use reaper::oom_reaper::ReaperConfig;
+use reaper::machine::MachineConfig;
 use std::fmt;
 use std::time::Duration;
 
@@ -25,22 +24,11 @@ impl fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
-/// Which executor `oomlab run` uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Executor {
-    Threads,
-    Sim,
-}
-
 /// `oomlab run`, validated.
 #[derive(Clone, Debug)]
 pub struct RunPlan {
     pub executor: Executor,
-    pub machine: MachineConfig,
-    pub load: LoadConfig,
-    pub seed: u64,
-    /// The whole run's bound (`--duration`), executor time.
-    pub duration_ns: u64,
+    pub run: RunConfig,
 }
 
 /// `oomlab scenario NAME`, validated.
@@ -63,42 +51,35 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Apply the kernel knobs to a machine configuration (whose watchdog defaults already suit
-/// its executor).
-fn apply_kernel(k: &KernelArgs, m: &mut MachineConfig) {
-    let lock_wait = |killable: bool| {
-        if killable {
-            LockWait::Killable
-        } else {
-            LockWait::Uninterruptible
-        }
-    };
-    m.knobs = MmKnobs {
-        write_lock: lock_wait(k.write_lock == cli::WriteLock::Killable),
-        read_lock: lock_wait(k.read_lock == cli::ReadLock::Killable),
-        rwsem_model: match k.rwsem_model {
-            cli::RwsemModel::A => RwSemModel::A,
-            cli::RwsemModel::RfcV1 => RwSemModel::RfcV1,
-        },
-    };
-    m.oom = OomConfig {
-        panic_on_oom: k.panic_on_oom,
-        oom_kill_allocating_task: k.oom_kill_allocating_task == 1,
-        oom_dump_tasks: k.oom_dump_tasks == 1,
-        victim_gone_rule: match k.victim_gone_rule {
-            cli::VictimGoneRule::MmTeardown => VictimGoneRule::MmTeardown,
-            cli::VictimGoneRule::ProcessReleased => VictimGoneRule::ProcessReleased,
-        },
-    };
-    m.reaper = (k.reaper == cli::Reaper::On).then(|| ReaperConfig {
-        retries: k.reaper_retries,
-        // Whole milliseconds: the value parsers checked.
-        interval_ms: ns(k.reaper_interval) / MS,
-        delay_ms: ns(k.reaper_delay) / MS,
-    });
-    if let Some(w) = k.livelock_window {
-        m.watchdog.window_ns = ns(w);
+/// Apply the kernel knobs given on the command line to a machine configuration (whose
+/// defaults already suit its executor). The flags' values were validated by the knobs.
+fn apply_kernel(k: &KernelArgs, m: &mut MachineConfig) -> Result<(), UsageError> {
+    for (name, value) in &k.given {
+        m.set_knob(name, value)
+            .map_err(|e| UsageError(format!("--{name}: {e}")))?;
     }
+    Ok(())
+}
+
+/// A frame pool of `bytes` can be built (large enough for its watermarks) and the host can
+/// hold it (it is pre-faulted real memory, on either executor). The pool's own checks then
+/// only fail for host reasons (a refused mapping: a runtime error, exit 1).
+fn check_memory(bytes: u64) -> Result<(), UsageError> {
+    let frames = bytes / mm::pgtable::PAGE_SIZE;
+    let w = mm::page_alloc::compute_watermarks(frames);
+    if w.high * 2 > frames {
+        let min_bytes = (1..).map(|mib: u64| mib << 20).find(|b| {
+            let f = b / mm::pgtable::PAGE_SIZE;
+            mm::page_alloc::compute_watermarks(f).high * 2 <= f
+        });
+        return Err(UsageError(format!(
+            "--memory {}: too small for the page allocator's watermarks (high {} pages); use at least {}",
+            reaper::units::format_size(bytes),
+            w.high,
+            reaper::units::format_size(min_bytes.unwrap_or(4 << 20))
+        )));
+    }
+    host::check_pool_fits(bytes)
 }
 
 /// Plan `oomlab run`.
@@ -108,29 +89,27 @@ fn apply_kernel(k: &KernelArgs, m: &mut MachineConfig) {
 /// supervisor then gives the wind-down that reserve plus two livelock windows (so that the
 /// watchdog could still recover a stuck machine) before it gives up on the tasks left.
 pub fn run(a: &RunArgs) -> Result<RunPlan, UsageError> {
-    let (executor, mut machine) = match a.executor {
-        cli::Executor::Threads => (Executor::Threads, MachineConfig::threads(a.memory.0)),
-        cli::Executor::Sim => {
-            let mut m = MachineConfig::sim(a.memory.0);
-            // The pool is real memory on either executor.
-            m.check_host = true;
-            (Executor::Sim, m)
-        }
+    let mut machine = match a.executor {
+        Executor::Threads => MachineConfig::threads(a.memory.0),
+        Executor::Sim => MachineConfig::sim(a.memory.0),
     };
-    apply_kernel(&a.kernel, &mut machine);
+    apply_kernel(&a.kernel, &mut machine)?;
+    check_memory(a.memory.0)?;
     let duration_ns = ns(a.duration);
     let reserve_ns = (duration_ns / 20)
         .clamp(50 * MS, 3 * SEC)
         .min(duration_ns / 2);
     let load_end_ns = duration_ns - reserve_ns;
-    let drain_ns = reserve_ns.saturating_add(machine.watchdog.window_ns.saturating_mul(2));
+    let drain_ns = reserve_ns.saturating_add(machine.livelock_window_ns().saturating_mul(2));
     let load = LoadConfig::new(a.threads, a.seed, load_end_ns, drain_ns);
     Ok(RunPlan {
-        executor,
-        machine,
-        load,
-        seed: a.seed,
-        duration_ns,
+        executor: a.executor,
+        run: RunConfig {
+            machine,
+            load,
+            seed: a.seed,
+            duration_ns,
+        },
     })
 }
 
@@ -147,10 +126,10 @@ pub fn scenario(a: &ScenarioArgs) -> Result<ScenarioCommand, UsageError> {
             known.join(", ")
         )));
     };
-    let mut cfg = ScenarioConfig::new(a.memory.map_or(sc.memory_bytes, |b| b.0));
-    apply_kernel(&a.kernel, &mut cfg.machine);
-    // Refuse a pool the host cannot hold rather than swap the host to death.
-    cfg.machine.check_host = true;
+    let memory = a.memory.map_or(sc.memory_bytes, |b| b.0);
+    let mut cfg = ScenarioConfig::new(memory);
+    apply_kernel(&a.kernel, &mut cfg.machine)?;
+    check_memory(memory)?;
     cfg.seed = a.seed;
     cfg.max_time_ns = ns(a.time_limit);
     Ok(ScenarioCommand::Run(ScenarioPlan {
@@ -160,42 +139,14 @@ pub fn scenario(a: &ScenarioArgs) -> Result<ScenarioCommand, UsageError> {
     }))
 }
 
-/// The kernel configuration in one line, for reports.
-pub fn describe_machine(m: &MachineConfig) -> String {
-    let reaper = match &m.reaper {
-        Some(r) => format!(
-            "on (delay {}ms, {} retries {}ms apart)",
-            r.delay_ms, r.retries, r.interval_ms
-        ),
-        None => "off".into(),
-    };
-    format!(
-        "write_lock={} read_lock={} rwsem={} reaper={} panic_on_oom={} \
-         oom_kill_allocating_task={} oom_dump_tasks={} victim_gone_rule={} livelock_window={}",
-        m.knobs.write_lock.name(),
-        m.knobs.read_lock.name(),
-        m.knobs.rwsem_model.name(),
-        reaper,
-        m.oom.panic_on_oom,
-        u8::from(m.oom.oom_kill_allocating_task),
-        u8::from(m.oom.oom_dump_tasks),
-        m.oom.victim_gone_rule.name(),
-        secs(m.watchdog.window_ns),
-    )
-}
-
-/// `ns` as seconds, as short as exact: 5s, 0.25s, 1.5s.
-pub fn secs(ns: u64) -> String {
-    let s = format!("{:.3}", ns as f64 / 1e9);
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s}s")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
+    use mm::locking::rwsem::RwSemModel;
+    use mm::mm_types::LockWait;
+    use reaper::oom_kill::VictimGoneRule;
 
     fn run_plan(args: &[&str]) -> RunPlan {
         let cli = Cli::try_parse_from(["oomlab", "run"].iter().chain(args)).unwrap();
@@ -209,15 +160,15 @@ mod tests {
     fn run_defaults_fit_in_their_duration() {
         let p = run_plan(&[]);
         assert_eq!(p.executor, Executor::Threads);
-        assert_eq!(p.duration_ns, 60 * SEC);
-        assert_eq!(p.load.load_end_ns, 57 * SEC);
-        assert_eq!(p.machine.watchdog.window_ns, 5 * SEC);
-        assert_eq!(p.machine.knobs.write_lock, LockWait::Killable);
-        assert_eq!(p.machine.knobs.read_lock, LockWait::Uninterruptible);
-        assert!(p.machine.check_host);
-        let r = p.machine.reaper.as_ref().expect("reaper on by default");
+        assert_eq!(p.run.duration_ns, 60 * SEC);
+        assert_eq!(p.run.load.load_end_ns, 57 * SEC);
+        let m = &p.run.machine;
+        assert_eq!(m.livelock_window_ns(), 5 * SEC);
+        assert_eq!(m.knobs.write_lock, LockWait::Killable);
+        assert_eq!(m.knobs.read_lock, LockWait::Uninterruptible);
+        let r = m.reaper().expect("reaper on by default");
         assert_eq!((r.retries, r.interval_ms, r.delay_ms), (10, 100, 0));
-        assert_eq!(p.load.threads, 256);
+        assert_eq!(p.run.load.threads, 256);
     }
 
     #[test]
@@ -250,36 +201,38 @@ mod tests {
             "--duration",
             "1s",
         ]);
-        let m = &p.machine;
+        let m = &p.run.machine;
         assert_eq!(p.executor, Executor::Sim);
         assert_eq!(m.knobs.write_lock, LockWait::Uninterruptible);
         assert_eq!(m.knobs.read_lock, LockWait::Killable);
         assert_eq!(m.knobs.rwsem_model, RwSemModel::RfcV1);
-        let r = m.reaper.as_ref().unwrap();
+        let r = m.reaper().unwrap();
         assert_eq!((r.retries, r.interval_ms, r.delay_ms), (3, 250, 2000));
         assert_eq!(m.oom.panic_on_oom, 2);
         assert!(m.oom.oom_kill_allocating_task);
         assert!(!m.oom.oom_dump_tasks);
         assert_eq!(m.oom.victim_gone_rule, VictimGoneRule::ProcessReleased);
-        assert_eq!(m.watchdog.window_ns, 10 * SEC);
-        assert_eq!(p.load.load_end_ns, 950 * MS);
-        assert!(run_plan(&["--reaper", "off"]).machine.reaper.is_none());
+        assert_eq!(m.livelock_window_ns(), 10 * SEC);
+        assert_eq!(p.run.load.load_end_ns, 950 * MS);
+        assert!(run_plan(&["--reaper", "off"]).run.machine.reaper().is_none());
         assert_eq!(
-            run_plan(&["--executor", "sim"]).machine.watchdog.window_ns,
+            run_plan(&["--executor", "sim"])
+                .run
+                .machine
+                .livelock_window_ns(),
             30 * SEC
         );
     }
 
     #[test]
     fn short_runs_keep_half_for_the_load() {
-        assert_eq!(run_plan(&["--duration", "60ms"]).load.load_end_ns, 30 * MS);
-        assert_eq!(run_plan(&["--duration", "3s"]).load.load_end_ns, 2850 * MS);
-    }
-
-    #[test]
-    fn seconds_print_short() {
-        assert_eq!(secs(5 * SEC), "5s");
-        assert_eq!(secs(250 * MS), "0.25s");
-        assert_eq!(secs(0), "0s");
+        assert_eq!(
+            run_plan(&["--duration", "60ms"]).run.load.load_end_ns,
+            30 * MS
+        );
+        assert_eq!(
+            run_plan(&["--duration", "3s"]).run.load.load_end_ns,
+            2850 * MS
+        );
     }
 }

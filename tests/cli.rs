@@ -325,9 +325,10 @@ fn scenario_prints_the_kernel_log_then_the_summary() {
         .find("Out of memory: Killed process")
         .unwrap_or_else(|| panic!("no kill line:\n{s}"));
     let summary = s
-        .find("single-hog: completed")
+        .find("oomlab scenario single-hog: sim executor, 16 MiB, seed 0")
         .unwrap_or_else(|| panic!("no summary:\n{s}"));
     assert!(kill < summary, "{s}");
+    assert!(s[summary..].contains("\n  ending            completed\n"), "{s}");
 }
 
 #[test]

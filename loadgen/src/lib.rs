@@ -1,7 +1,7 @@
-//! Workloads on emulated machines: user-process behaviour, machine boot, the load generator
-//! of `oomlab run`, and the canonical OOM scenarios.
+//! Workloads on emulated machines: user-process behaviour, the load generator of `oomlab run`,
+//! the canonical OOM scenarios, and the one report of a machine's life.
 pub mod load;
-pub mod machine;
+pub mod report;
 pub mod scenario;
 pub mod scenarios;
 pub mod user;

@@ -34,14 +34,15 @@
 //!
 //! This module does no I/O: the binary prints [`LoadReport`].
 
+use crate::report::{Report, Workload};
 use crate::user::{map, remote_write, sleep_ms, touch_pages, unmap, Exit, Step};
-use mm::mm_types::{MmKnobs, MmStruct};
-use mm::page_alloc::FramePool;
+use mm::mm_types::MmStruct;
+use mm::page_alloc::PoolError;
 use mm::pgtable::PAGE_SIZE;
-use mm::sched;
+use mm::sched::{self, Executor};
 use mm::task::{kill_thread_group, CloneKind, Signal, Tgid, ThreadGroup};
 use parking_lot::Mutex;
-use reaper::oom_kill::Oom;
+use reaper::machine::{Kernel, Machine, MachineConfig, WorkloadEnd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -196,9 +197,8 @@ struct Slot {
 /// A running load.
 pub struct Load {
     cfg: LoadConfig,
-    pool: Arc<FramePool>,
-    knobs: MmKnobs,
-    oom: Arc<Oom>,
+    /// The machine it runs on (its knobs, pool and OOM killer).
+    kernel: Arc<Kernel>,
     stop: AtomicBool,
     finished: AtomicBool,
     stats: LoadStats,
@@ -210,16 +210,13 @@ pub struct Load {
 }
 
 impl Load {
-    /// A load for a machine with `pool`, address spaces following `knobs`, and `oom` (to stop
-    /// at an emulated panic).
-    pub fn new(cfg: LoadConfig, pool: Arc<FramePool>, knobs: MmKnobs, oom: Arc<Oom>) -> Arc<Load> {
-        let fair_pages = (pool.total_pages() / u64::from(cfg.threads)).max(4);
+    /// A load for the machine of `kernel`.
+    pub fn new(cfg: LoadConfig, kernel: Arc<Kernel>) -> Arc<Load> {
+        let fair_pages = (kernel.pool.total_pages() / u64::from(cfg.threads)).max(4);
         Arc::new(Load {
             windows: Mutex::new(vec![None; cfg.processes() as usize]),
             cfg,
-            pool,
-            knobs,
-            oom,
+            kernel,
             stop: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             stats: LoadStats::default(),
@@ -292,7 +289,7 @@ impl Load {
         let mut first = 0usize;
         let panicked = loop {
             sched::schedule_timeout_interruptible(tick);
-            if self.oom.panicked().is_some() {
+            if self.kernel.panicked().is_some() {
                 break true;
             }
             if sched::ktime_get_ns() >= self.cfg.load_end_ns {
@@ -387,9 +384,7 @@ impl Load {
 
     /// A new address space for the current task (`execve`).
     fn exec(&self) -> Arc<MmStruct> {
-        crate::user::exec_new_mm(|tgid| {
-            MmStruct::new(&self.pool, self.knobs, &format!("pid {tgid}"))
-        })
+        self.kernel.exec_new_mm()
     }
 
     fn worker_process(self: &Arc<Self>, index: usize, generation: u64) {
@@ -550,6 +545,78 @@ impl Load {
         }
         Ok(())
     }
+}
+
+/// `oomlab run`, validated: the machine, the load, the seed and the time bound.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub machine: MachineConfig,
+    pub load: LoadConfig,
+    /// The seed of the workload (and of the sim executor's picker).
+    pub seed: u64,
+    /// The whole run's bound (`--duration`), executor time.
+    pub duration_ns: u64,
+}
+
+impl RunConfig {
+    /// The executor-time bound past which the driver stops waiting for the supervisor (which
+    /// bounds the run itself; this only catches a supervisor that never gets to run).
+    pub fn hard_bound_ns(&self) -> u64 {
+        self.load.load_end_ns.saturating_add(self.load.drain_ns)
+    }
+}
+
+/// Slack past [`RunConfig::hard_bound_ns`] before the driver gives up on the supervisor, and
+/// the time the kthreads get to exit, on the threads executor (wall clock).
+const THREADS_SLACK_NS: u64 = 5_000_000_000;
+
+/// Run the load of `rc` on a machine booted on `exec`: the supervisor starts the processes,
+/// stops the load shortly before the bound and waits for the wind-down; then the machine is
+/// finished (kthreads stopped, executor joined, invariants checked) and reported.
+pub fn run<E: Executor>(exec: E, rc: &RunConfig) -> Result<Report, PoolError> {
+    let deterministic = exec.is_deterministic();
+    let mut m = Machine::boot(exec, rc.machine.clone())?;
+    let load = Load::new(rc.load.clone(), m.kernel().clone());
+    let l = load.clone();
+    m.spawn(
+        CloneKind::Process {
+            comm: "loadgen".into(),
+        },
+        move || l.supervise(),
+    )
+    .expect("starting the load supervisor");
+    let deadline = rc.hard_bound_ns().saturating_add(THREADS_SLACK_NS);
+    let end = match m.run_workload(deadline, |_| load.finished()) {
+        // The supervisor gave up on processes that would not exit.
+        WorkloadEnd::Done if load.report().processes_left != 0 => WorkloadEnd::TimeLimit,
+        end => end,
+    };
+    let report = load.report();
+    // The kthreads exit at their next wake-up; a reaper in the middle of its retries
+    // finishes them first. The sim's own time bound covers it there.
+    let kthread_bound_ns = if deterministic {
+        u64::MAX
+    } else {
+        THREADS_SLACK_NS
+            + rc.machine.reaper().map_or(0, |r| {
+                r.interval_ms
+                    .saturating_mul(u64::from(r.retries))
+                    .saturating_mul(1_000_000)
+            })
+    };
+    drop(load);
+    let f = m.finish(end, kthread_bound_ns);
+    let wall_ns = (!f.deterministic).then_some(f.end_ns);
+    Ok(Report::new(
+        Workload::Run {
+            load: report,
+            bound_ns: rc.duration_ns,
+        },
+        rc.seed,
+        f,
+        Vec::new(),
+        wall_ns,
+    ))
 }
 
 /// A slot's process still has threads.

@@ -71,9 +71,9 @@ fn config(name: &str, kc: Kc) -> ScenarioConfig {
     let mut cfg = ScenarioConfig::new(sc.memory_bytes);
     cfg.machine.knobs.write_lock = kc.write;
     if kc.reaper == Reaper::Off {
-        cfg.machine.reaper = None;
+        cfg.machine.reaper_on = false;
     }
-    cfg.machine.watchdog.window_ns = WINDOW_MS * 1_000_000;
+    cfg.machine.watchdog.as_mut().expect("watchdog").window_ns = WINDOW_MS * 1_000_000;
     cfg
 }
 
@@ -200,11 +200,12 @@ impl Outcome {
 fn run_cfg(name: &str, what: &str, cfg: &ScenarioConfig) -> Outcome {
     let sc = scenarios::find(name).unwrap_or_else(|| panic!("no scenario {name}"));
     let r = run(sc, cfg).unwrap_or_else(|e| panic!("{name} {what}: {e}"));
-    assert_eq!(r.json["ending"].as_str(), Some(r.ending.name()));
+    let json = r.json();
+    assert_eq!(json["ending"].as_str(), Some(r.verdict.name()));
     Outcome {
         what: format!("{name} {what} seed {}", cfg.seed),
-        json: r.json,
-        summary: r.summary,
+        json,
+        summary: r.summary(),
     }
 }
 
@@ -800,7 +801,7 @@ fn reaper_delay_2000_ms() {
             reaper: Reaper::On,
         };
         let mut cfg = config("reaper-delay", kc);
-        cfg.machine.reaper.as_mut().expect("reaper on").delay_ms = 2000;
+        cfg.machine.reaper.delay_ms = 2000;
         let o = run_cfg("reaper-delay", &format!("{kc} delay 2000"), &cfg);
         o.assert_completed_clean();
         assert_eq!(o.json["config"]["reaper_delay_ms"].as_u64(), Some(2000));
@@ -861,7 +862,7 @@ fn machine_frame_pool_freed_after_its_run() {
         setup: probe_pool,
     };
     let r = run(&probe, &ScenarioConfig::new(16 << 20)).expect("run");
-    assert_eq!(r.ending.name(), "completed");
+    assert_eq!(r.verdict.name(), "completed");
     let pool = POOL_PROBE
         .with(|p| p.borrow_mut().take())
         .expect("setup ran");
@@ -887,7 +888,7 @@ fn rfc_v1_stale_bias_is_diagnosed_in_the_report() {
         why.contains("stale bias") && why.contains("2016 RFC"),
         "{o}"
     );
-    assert!(o.summary.iter().any(|l| l.contains("stuck: ")), "{o}");
+    assert!(o.summary.iter().any(|l| l == "stuck locks:"), "{o}");
 
     cfg.machine.knobs.rwsem_model = mm::locking::rwsem::RwSemModel::A;
     cfg.max_time_ns = config("slow-reader", KW_R1).max_time_ns;

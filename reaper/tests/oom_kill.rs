@@ -17,7 +17,6 @@ use mm::mmap::{mmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRI
 use mm::page_alloc::{OomControl, OomKiller};
 use mm::pgtable::PAGE_SIZE;
 use mm::sched;
-use mm::sched::sim::Sim;
 use mm::task::{kill_thread_group, state, Signal, Task};
 use reaper::oom_kill::{Oom, OomConfig, VictimGoneRule};
 use regex::Regex;
@@ -53,14 +52,14 @@ fn p(comm: &'static str, adj: i32, anon: u64, after: After) -> P {
 }
 
 /// Spawn the processes and run until all populated their memory.
-fn spawn_all(sim: &mut Sim, m: &Machine, ps: &[P]) -> Vec<(Arc<Task>, Arc<MmStruct>)> {
+fn spawn_all(m: &Machine, ps: &[P]) -> Vec<(Arc<Task>, Arc<MmStruct>)> {
     let ready = Ready::default();
     let out: Vec<_> = ps
         .iter()
         .map(|p| {
             let p = *p;
             let ready = ready.clone();
-            m.process(sim, p.comm, p.adj, move |mm| {
+            m.process(p.comm, p.adj, move |mm| {
                 if p.anon > 0 {
                     populate(&mm, p.anon, 0);
                 }
@@ -76,14 +75,14 @@ fn spawn_all(sim: &mut Sim, m: &Machine, ps: &[P]) -> Vec<(Arc<Task>, Arc<MmStru
         })
         .collect();
     let n = ps.len();
-    m.run_until(sim, "set-up", |_| ready.count() == n);
+    m.run_until("set-up", |_| ready.count() == n);
     out
 }
 
 /// One `out_of_memory(GFP_KERNEL)` call from an mm-less task `driver`.
-fn oom_call(sim: &mut Sim, m: &Machine) -> bool {
+fn oom_call(m: &Machine) -> bool {
     let oom = m.oom.clone();
-    m.run_in_task(sim, "driver", move || oom.out_of_memory(&oc_kernel()))
+    m.run_in_task("driver", move || oom.out_of_memory(&oc_kernel()))
 }
 
 fn victim_tgids(m: &Machine) -> Vec<u32> {
@@ -119,15 +118,13 @@ fn kill_all(ts: &[(Arc<Task>, Arc<MmStruct>)]) {
 /// /proc/pid/oom_score = badness × 1000 / totalpages (4.x).
 #[test]
 fn oom_badness_is_rss_plus_swap_plus_page_tables() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         ..Boot::default()
     });
     let total = m.pool.total_pages();
     assert_eq!(total, 4096);
-    let ps = spawn_all(
-        &mut sim,
-        &m,
+    let ps = spawn_all(&m,
         &[P {
             comm: "mixed",
             adj: 0,
@@ -139,7 +136,7 @@ fn oom_badness_is_rss_plus_swap_plus_page_tables() {
     // A sparse process: one page in each of 10 separate 2 MiB regions = 10 PTE tables.
     let ready = Ready::default();
     let r2 = ready.clone();
-    let (sparse, smm) = m.process(&mut sim, "sparse", 0, move |mm| {
+    let (sparse, smm) = m.process("sparse", 0, move |mm| {
         let span = 512 * PAGE_SIZE;
         let a = mmap(
             &mm,
@@ -156,7 +153,7 @@ fn oom_badness_is_rss_plus_swap_plus_page_tables() {
         r2.done();
         pause();
     });
-    m.run_until(&mut sim, "sparse set-up", |_| ready.count() == 1);
+    m.run_until("sparse set-up", |_| ready.count() == 1);
 
     let (mixed, mm) = &ps[0];
     assert_eq!(mm.get_mm_rss(), 120, "anon 100 + shmem 20");
@@ -181,7 +178,7 @@ fn oom_badness_is_rss_plus_swap_plus_page_tables() {
     );
     kill_all(&ps);
     kill_thread_group(Signal::Kill, sparse.group());
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// `points += oom_score_adj × (totalpages / 1000)`; an eligible task scores at least 1;
@@ -189,16 +186,14 @@ fn oom_badness_is_rss_plus_swap_plus_page_tables() {
 /// points, not rss.
 #[test]
 fn oom_score_adj_scales_points_and_minus_1000_is_never_chosen() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         ..Boot::default()
     });
     let total = m.pool.total_pages();
     let per_mille = (total / 1000) as i64;
     assert_eq!(per_mille, 4);
-    let ps = spawn_all(
-        &mut sim,
-        &m,
+    let ps = spawn_all(&m,
         &[
             p("plain", 0, 200, After::Pause),
             p("boosted", 500, 50, After::Pause),
@@ -221,30 +216,28 @@ fn oom_score_adj_scales_points_and_minus_1000_is_never_chosen() {
     // Kill order: boosted (2050+), plain (200+), demoted (1); protected never.
     let tg = |i: usize| ps[i].0.tgid();
     for (round, want) in [1usize, 0, 2].into_iter().enumerate() {
-        assert!(oom_call(&mut sim, &m));
+        assert!(oom_call(&m));
         assert_eq!(victim_tgids(&m)[round], tg(want), "round {round}");
         let vmm = ps[want].1.clone();
-        m.run_until(&mut sim, "victim torn down", |_| {
+        m.run_until("victim torn down", |_| {
             vmm.test_flag(MMF_TORN_DOWN)
         });
     }
     assert_eq!(m.oom_kills(), 3);
     assert!(!ps[3].0.group().is_oom_victim());
     kill_thread_group(Signal::Kill, ps[3].0.group());
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// Ties keep the first process in pid order (4.19 `oom_evaluate_task`: "prefer thread group
 /// leaders for display purposes" — the earlier leader stays chosen; 5.x would take the later).
 #[test]
 fn ties_keep_the_first_process_in_pid_order() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(
-        &mut sim,
-        &m,
+    let ps = spawn_all(&m,
         &[
             p("small", 0, 50, After::Pause),
             p("first", 0, 100, After::Pause),
@@ -257,10 +250,10 @@ fn ties_keep_the_first_process_in_pid_order() {
         Oom::oom_badness(ps[2].0.group(), total)
     );
     assert!(ps[1].0.tgid() < ps[2].0.tgid());
-    assert!(oom_call(&mut sim, &m));
+    assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[1].0.tgid()]);
     kill_all(&ps);
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// Never chosen: adj −1000, an `MMF_OOM_SKIP` mm, a process without an mm. A small eligible
@@ -269,13 +262,11 @@ fn ties_keep_the_first_process_in_pid_order() {
 /// deadlocked on memory" (§2.1 step 7, 5.x text).
 #[test]
 fn skipped_processes_are_never_chosen_and_nothing_eligible_panics() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(
-        &mut sim,
-        &m,
+    let ps = spawn_all(&m,
         &[
             p("protected", -1000, 600, After::Pause),
             p("skipped", 0, 500, After::Pause),
@@ -283,17 +274,17 @@ fn skipped_processes_are_never_chosen_and_nothing_eligible_panics() {
         ],
     );
     ps[1].1.set_flag(MMF_OOM_SKIP);
-    let nomm = m.kernel_task(&mut sim, "kworker", pause);
+    let nomm = m.kernel_task("kworker", pause);
     let total = m.pool.total_pages();
     assert_eq!(Oom::oom_badness(ps[0].0.group(), total), None);
     assert_eq!(Oom::oom_badness(ps[1].0.group(), total), None);
     assert_eq!(Oom::oom_badness(nomm.group(), total), None);
     assert!(Oom::oom_badness(ps[2].0.group(), total).is_some());
 
-    assert!(oom_call(&mut sim, &m));
+    assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[2].0.tgid()]);
     let emm = ps[2].1.clone();
-    m.run_until(&mut sim, "eligible torn down", |_| {
+    m.run_until("eligible torn down", |_| {
         emm.test_flag(MMF_TORN_DOWN)
     });
 
@@ -301,12 +292,12 @@ fn skipped_processes_are_never_chosen_and_nothing_eligible_panics() {
     let returned = Arc::new(AtomicBool::new(false));
     let r2 = returned.clone();
     let oom = m.oom.clone();
-    let driver = m.kernel_task(&mut sim, "driver", move || {
+    let driver = m.kernel_task("driver", move || {
         oom.out_of_memory(&oc_kernel());
         r2.store(true, Ordering::SeqCst);
     });
     let oom = m.oom.clone();
-    m.run_until(&mut sim, "panic", |_| oom.panicked().is_some());
+    m.run_until("panic", |_| oom.panicked().is_some());
     assert_eq!(
         m.oom.panicked().as_deref(),
         Some("System is deadlocked on memory")
@@ -349,13 +340,13 @@ fn skipped_processes_are_never_chosen_and_nothing_eligible_panics() {
 /// is marked a victim and gets the reaper, without SIGKILL, report or oom_kill count.
 #[test]
 fn dying_current_marks_itself_without_a_kill() {
-    let (mut sim, m) = boot(Boot::default());
+    let m = boot(Boot::default());
     let ready = Ready::default();
     let r2 = ready.clone();
     let (oom, reaper) = (m.oom.clone(), m.reaper().clone());
     let result: Arc<OnceLock<(bool, usize, bool)>> = Arc::new(OnceLock::new());
     let res2 = result.clone();
-    let (t, mm) = m.process(&mut sim, "dying", 0, move |mm| {
+    let (t, mm) = m.process("dying", 0, move |mm| {
         populate(&mm, 100, 0);
         r2.done();
         pause();
@@ -367,10 +358,10 @@ fn dying_current_marks_itself_without_a_kill() {
         drop(mm);
         sleep_uninterruptible(100);
     });
-    m.run_until(&mut sim, "set-up", |_| ready.count() == 1);
+    m.run_until("set-up", |_| ready.count() == 1);
     kill_thread_group(Signal::Kill, t.group());
     let r3 = result.clone();
-    m.run_until(&mut sim, "self-mark", |_| r3.get().is_some());
+    m.run_until("self-mark", |_| r3.get().is_some());
     let (progress, queued, victim) = *result.get().unwrap();
     assert!(progress, "a self-marked task counts as progress");
     assert!(victim, "tsk_is_oom_victim(current)");
@@ -384,7 +375,7 @@ fn dying_current_marks_itself_without_a_kill() {
     assert!(!v[0].killed);
     assert!(m.grep("invoked oom-killer").is_empty(), "{}", m.dmesg());
     assert!(m.grep("Killed process").is_empty());
-    m.finish(&mut sim);
+    m.finish();
     assert_eq!(
         m.grep("oom_reaper: reaped process").len(),
         1,
@@ -399,14 +390,14 @@ fn dying_current_marks_itself_without_a_kill() {
 /// re-enters the OOM killer and marks itself.
 #[test]
 fn dying_current_with_a_live_sharer_is_killed_and_the_sharer_follows() {
-    let (mut sim, m) = boot(Boot::default());
+    let m = boot(Boot::default());
     let ready = Ready::default();
     let sharer: Arc<OnceLock<Arc<Task>>> = Arc::new(OnceLock::new());
     let first: Arc<OnceLock<(bool, bool, bool)>> = Arc::new(OnceLock::new());
     let second: Arc<OnceLock<bool>> = Arc::new(OnceLock::new());
     let (r2, sh2, f2, s2) = (ready.clone(), sharer.clone(), first.clone(), second.clone());
     let oom = m.oom.clone();
-    let (t, mm) = m.process(&mut sim, "dying", 0, move |mm| {
+    let (t, mm) = m.process("dying", 0, move |mm| {
         populate(&mm, 100, 0);
         let oom2 = oom.clone();
         let r3 = r2.clone();
@@ -427,12 +418,12 @@ fn dying_current_with_a_live_sharer_is_killed_and_the_sharer_follows() {
         drop(mm);
         sleep_uninterruptible(100);
     });
-    m.run_until(&mut sim, "set-up", |_| ready.count() == 2);
+    m.run_until("set-up", |_| ready.count() == 2);
     let q = sharer.get().unwrap().clone();
     assert!(q.mm_is(&mm));
     kill_thread_group(Signal::Kill, t.group());
     let (f3, s3) = (first.clone(), second.clone());
-    m.run_until(&mut sim, "both calls", |_| {
+    m.run_until("both calls", |_| {
         f3.get().is_some() && s3.get().is_some()
     });
     let (progress, q_killed, q_victim_then) = *first.get().unwrap();
@@ -452,20 +443,20 @@ fn dying_current_with_a_live_sharer_is_killed_and_the_sharer_follows() {
         killed(&m),
         vec![("Out of memory".to_string(), t.tgid(), "dying".to_string())]
     );
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// §2.1 step 4: a non-zero gfp mask without `__GFP_FS` never kills (returns true, so GFP_NOFS
 /// allocators just loop); the page-fault path's mask 0 is not "NOFS" and does kill.
 #[test]
 fn gfp_without_fs_never_kills_but_gfp_zero_does() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(&mut sim, &m, &[p("hog", 0, 100, After::Pause)]);
+    let ps = spawn_all(&m, &[p("hog", 0, 100, After::Pause)]);
     let oom = m.oom.clone();
-    let progress = m.run_in_task(&mut sim, "driver", move || {
+    let progress = m.run_in_task("driver", move || {
         oom.out_of_memory(&OomControl {
             gfp: Gfp::GFP_NOFS,
             order: 0,
@@ -479,7 +470,7 @@ fn gfp_without_fs_never_kills_but_gfp_zero_does() {
     assert!(!ps[0].0.fatal_signal_pending());
 
     let oom = m.oom.clone();
-    let progress = m.run_in_task(&mut sim, "driver", move || {
+    let progress = m.run_in_task("driver", move || {
         oom.out_of_memory(&OomControl {
             gfp: Gfp::NONE,
             order: 0,
@@ -491,7 +482,7 @@ fn gfp_without_fs_never_kills_but_gfp_zero_does() {
         m.grep("invoked oom-killer"),
         vec!["driver invoked oom-killer: gfp_mask=0x0(), order=0, oom_score_adj=0"]
     );
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// §2.2: panic_on_oom 1 and 2 panic with the kernel's exact line, before (and instead of)
@@ -499,7 +490,7 @@ fn gfp_without_fs_never_kills_but_gfp_zero_does() {
 #[test]
 fn panic_on_oom_panics_with_the_kernel_line() {
     for (mode, word) in [(1u8, "system-wide"), (2, "compulsory")] {
-        let (mut sim, m) = boot(Boot {
+        let m = boot(Boot {
             oom: OomConfig {
                 panic_on_oom: mode,
                 oom_kill_allocating_task: true,
@@ -507,17 +498,17 @@ fn panic_on_oom_panics_with_the_kernel_line() {
             },
             ..Boot::default()
         });
-        spawn_all(&mut sim, &m, &[p("hog", 0, 100, After::Pause)]);
+        spawn_all(&m, &[p("hog", 0, 100, After::Pause)]);
         let returned = Arc::new(AtomicBool::new(false));
         let r2 = returned.clone();
         let oom = m.oom.clone();
-        m.process(&mut sim, "alloc", 0, move |mm| {
+        m.process("alloc", 0, move |mm| {
             populate(&mm, 10, 0);
             oom.out_of_memory(&oc_kernel());
             r2.store(true, Ordering::SeqCst);
         });
         let oom = m.oom.clone();
-        m.run_until(&mut sim, "panic", |_| oom.panicked().is_some());
+        m.run_until("panic", |_| oom.panicked().is_some());
         let msg = format!("Out of memory: {word} panic_on_oom is enabled");
         assert_eq!(m.oom.panicked(), Some(msg.clone()), "panic_on_oom={mode}");
         let lines = m.lines();
@@ -541,7 +532,7 @@ fn panic_on_oom_panics_with_the_kernel_line() {
 /// abort rule (a second sysrq kills a second process while the first victim is pending).
 #[test]
 fn sysrq_oom_never_panics_and_ignores_the_abort_rule() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         oom: OomConfig {
             panic_on_oom: 2,
             ..OomConfig::default()
@@ -549,16 +540,14 @@ fn sysrq_oom_never_panics_and_ignores_the_abort_rule() {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(
-        &mut sim,
-        &m,
+    let ps = spawn_all(&m,
         &[
             p("stuck", 0, 300, After::Stuck(2000)),
             p("other", 0, 100, After::Pause),
         ],
     );
     let oom = m.oom.clone();
-    let r = m.run_in_task(&mut sim, "kworker", move || {
+    let r = m.run_in_task("kworker", move || {
         (
             oom.sysrq_force_oom(),
             oom.sysrq_force_oom(),
@@ -586,7 +575,7 @@ fn sysrq_oom_never_panics_and_ignores_the_abort_rule() {
     assert_eq!(m.grep("invoked oom-killer").len(), 3);
     assert_eq!(m.grep("OOM request ignored. No task eligible").len(), 1);
     assert!(m.grep("Kernel panic").is_empty());
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// §2.1 step 6: `oom_kill_allocating_task` kills current (with the
@@ -595,7 +584,7 @@ fn sysrq_oom_never_panics_and_ignores_the_abort_rule() {
 /// through to the scan.
 #[test]
 fn oom_kill_allocating_task_kills_current_and_ignores_the_abort_rule() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         oom: OomConfig {
             oom_kill_allocating_task: true,
             ..OomConfig::default()
@@ -603,26 +592,26 @@ fn oom_kill_allocating_task_kills_current_and_ignores_the_abort_rule() {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(&mut sim, &m, &[p("big", 0, 500, After::Stuck(1000))]);
-    let caller = |m: &Machine, sim: &mut Sim, comm: &'static str, adj: i32| {
+    let ps = spawn_all(&m, &[p("big", 0, 500, After::Stuck(1000))]);
+    let caller = |m: &Machine, comm: &'static str, adj: i32| {
         let oom = m.oom.clone();
         let done: Arc<OnceLock<bool>> = Arc::new(OnceLock::new());
         let d2 = done.clone();
-        let (t, _) = m.process(sim, comm, adj, move |mm| {
+        let (t, _) = m.process(comm, adj, move |mm| {
             populate(&mm, 10, 0);
             d2.set(oom.out_of_memory(&oc_kernel())).unwrap();
             sleep_uninterruptible(10);
         });
-        m.run_until(sim, comm, |_| done.get().is_some());
+        m.run_until(comm, |_| done.get().is_some());
         (t, *done.get().unwrap())
     };
     // An mm-less caller (a kworker) scans: the biggest process goes.
-    assert!(oom_call(&mut sim, &m));
+    assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[0].0.tgid()]);
     assert!(!m.oom.victims()[0].resolved());
 
     // The allocating task is killed although a victim is pending.
-    let (alloc, progress) = caller(&m, &mut sim, "alloc", 0);
+    let (alloc, progress) = caller(&m, "alloc", 0);
     assert!(progress);
     assert!(
         !m.oom.victims()[0].resolved(),
@@ -648,12 +637,12 @@ fn oom_kill_allocating_task_kills_current_and_ignores_the_abort_rule() {
 
     // adj −1000: not killed; the scan runs and aborts on the pending victim.
     let aborts = load(&m.oom.stats().aborts);
-    let (prot, progress) = caller(&m, &mut sim, "protected", -1000);
+    let (prot, progress) = caller(&m, "protected", -1000);
     assert!(progress);
     assert!(!prot.group().is_oom_victim());
     assert_eq!(m.oom_kills(), 2);
     assert_eq!(load(&m.oom.stats().aborts), aborts + 1);
-    m.finish(&mut sim);
+    m.finish();
 }
 
 // ---- the abort rule (§3.3, M4) --------------------------------------------------------------
@@ -662,23 +651,21 @@ fn oom_kill_allocating_task_kills_current_and_ignores_the_abort_rule() {
 /// `out_of_memory()` still reports progress; after its teardown selection resumes.
 #[test]
 fn abort_rule_blocks_new_victims_until_the_victim_mm_is_torn_down() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(
-        &mut sim,
-        &m,
+    let ps = spawn_all(&m,
         &[
             p("stuck", 0, 300, After::Stuck(2000)),
             p("next", 0, 100, After::Pause),
         ],
     );
-    assert!(oom_call(&mut sim, &m));
+    assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[0].0.tgid()]);
     for _ in 0..3 {
         assert!(
-            oom_call(&mut sim, &m),
+            oom_call(&m),
             "an aborted selection counts as progress"
         );
     }
@@ -688,14 +675,14 @@ fn abort_rule_blocks_new_victims_until_the_victim_mm_is_torn_down() {
     let vmm = ps[0].1.clone();
     assert!(!vmm.test_flag(MMF_OOM_SKIP) && !vmm.test_flag(MMF_TORN_DOWN));
 
-    m.run_until(&mut sim, "victim torn down", |_| {
+    m.run_until("victim torn down", |_| {
         vmm.test_flag(MMF_TORN_DOWN)
     });
     assert!(m.oom.victims()[0].resolved());
-    assert!(oom_call(&mut sim, &m));
+    assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[0].0.tgid(), ps[1].0.tgid()]);
     assert_eq!(m.oom_kills(), 2);
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// `victim_gone_rule` (M4, L11): the victim's only thread exits but a remote pin (mm_users)
@@ -705,7 +692,7 @@ fn abort_rule_blocks_new_victims_until_the_victim_mm_is_torn_down() {
 #[test]
 fn victim_gone_rule_decides_whether_a_remote_pin_keeps_the_abort() {
     for rule in [VictimGoneRule::MmTeardown, VictimGoneRule::ProcessReleased] {
-        let (mut sim, m) = boot(Boot {
+        let m = boot(Boot {
             oom: OomConfig {
                 victim_gone_rule: rule,
                 ..OomConfig::default()
@@ -713,9 +700,7 @@ fn victim_gone_rule_decides_whether_a_remote_pin_keeps_the_abort() {
             reaper: None,
             ..Boot::default()
         });
-        let ps = spawn_all(
-            &mut sim,
-            &m,
+        let ps = spawn_all(&m,
             &[
                 p("victim", 0, 300, After::Pause),
                 p("next", 0, 100, After::Pause),
@@ -725,14 +710,14 @@ fn victim_gone_rule_decides_whether_a_remote_pin_keeps_the_abort() {
         // A /proc reader's pin (get_task_mm), dropped after 3 s.
         let pin = vmm.clone();
         vmm.mmget();
-        m.kernel_task(&mut sim, "procfs", move || {
+        m.kernel_task("procfs", move || {
             sleep_ms(3000);
             mmput(&pin);
         });
         // Kill, and select again before the victim could run: while it is still listed,
         // both rules abort.
         let oom = m.oom.clone();
-        let (killed, again) = m.run_in_task(&mut sim, "driver", move || {
+        let (killed, again) = m.run_in_task("driver", move || {
             (
                 oom.out_of_memory(&oc_kernel()),
                 oom.out_of_memory(&oc_kernel()),
@@ -743,13 +728,13 @@ fn victim_gone_rule_decides_whether_a_remote_pin_keeps_the_abort() {
         assert_eq!(victim_tgids(&m), vec![vtgid]);
         assert_eq!(load(&m.oom.stats().aborts), 1, "{rule:?}: listed victim");
         let tasks = m.tasks.clone();
-        m.run_until(&mut sim, "victim released", |_| {
+        m.run_until("victim released", |_| {
             tasks.find_process(vtgid).is_none()
         });
         assert_eq!(vmm.mm_users(), 1, "only the remote pin is left");
         assert!(!vmm.test_flag(MMF_TORN_DOWN) && !vmm.test_flag(MMF_OOM_SKIP));
 
-        assert!(oom_call(&mut sim, &m));
+        assert!(oom_call(&m));
         match rule {
             VictimGoneRule::ProcessReleased => {
                 assert_eq!(
@@ -762,13 +747,13 @@ fn victim_gone_rule_decides_whether_a_remote_pin_keeps_the_abort() {
             VictimGoneRule::MmTeardown => {
                 assert_eq!(victim_tgids(&m), vec![vtgid], "still aborting");
                 assert_eq!(load(&m.oom.stats().aborts), 2);
-                m.run_until(&mut sim, "pin dropped", |_| vmm.test_flag(MMF_TORN_DOWN));
-                assert!(oom_call(&mut sim, &m));
+                m.run_until("pin dropped", |_| vmm.test_flag(MMF_TORN_DOWN));
+                assert!(oom_call(&m));
                 assert_eq!(victim_tgids(&m), vec![vtgid, ps[1].0.tgid()]);
             }
         }
         assert_eq!(m.oom_kills(), 2, "{rule:?}");
-        m.finish(&mut sim);
+        m.finish();
     }
 }
 
@@ -785,12 +770,12 @@ struct KillSetup {
 /// A victim process (two threads; 100 private + 20 shared pages) with a CLONE_VM sharer
 /// process, and an unrelated smaller process. Pids: oom_reaper 1, victim 2, bystander 3,
 /// victim's thread 4, sharer 5.
-fn kill_setup(sim: &mut Sim, m: &Machine) -> KillSetup {
+fn kill_setup(m: &Machine) -> KillSetup {
     let ready = Ready::default();
     let (r2, r3) = (ready.clone(), ready.clone());
     let others: Arc<OnceLock<(Arc<Task>, Arc<Task>)>> = Arc::new(OnceLock::new());
     let o2 = others.clone();
-    let (victim, vmm) = m.process(sim, "victim", 0, move |mm| {
+    let (victim, vmm) = m.process("victim", 0, move |mm| {
         populate(&mm, 100, 0);
         populate(&mm, 20, MAP_SHARED);
         let r = r2.clone();
@@ -807,12 +792,12 @@ fn kill_setup(sim: &mut Sim, m: &Machine) -> KillSetup {
         r2.done();
         pause();
     });
-    let (bystander, _) = m.process(sim, "bystander", 0, move |mm| {
+    let (bystander, _) = m.process("bystander", 0, move |mm| {
         populate(&mm, 30, 0);
         r3.done();
         pause();
     });
-    m.run_until(sim, "set-up", |_| ready.count() == 4);
+    m.run_until("set-up", |_| ready.count() == 4);
     let (thread, sharer) = others.get().unwrap().clone();
     KillSetup {
         victim,
@@ -828,8 +813,8 @@ fn kill_setup(sim: &mut Sim, m: &Machine) -> KillSetup {
 /// `oom_kill` +1 (not per sharer), the reaper queued.
 #[test]
 fn oom_kill_process_kills_the_group_and_every_mm_sharer() {
-    let (mut sim, m) = boot(Boot::default());
-    let s = kill_setup(&mut sim, &m);
+    let m = boot(Boot::default());
+    let s = kill_setup(&m);
     assert_eq!(
         (
             s.victim.tgid(),
@@ -840,7 +825,7 @@ fn oom_kill_process_kills_the_group_and_every_mm_sharer() {
         (2, 3, 4, 5)
     );
     let (oom, reaper) = (m.oom.clone(), m.reaper().clone());
-    let (progress, queued) = m.run_in_task(&mut sim, "driver", move || {
+    let (progress, queued) = m.run_in_task("driver", move || {
         let p = oom.out_of_memory(&oc_kernel());
         (p, reaper.pending())
     });
@@ -865,7 +850,7 @@ fn oom_kill_process_kills_the_group_and_every_mm_sharer() {
     assert_eq!(m.oom_kills(), 1);
     assert_eq!(load(&m.oom.stats().sharer_kills), 1);
     kill_thread_group(Signal::Kill, s.bystander.group());
-    m.finish(&mut sim);
+    m.finish();
     // Threads that were asleep when the signal came died of it.
     assert!(s.thread.has_exited() && s.sharer.has_exited());
 }
@@ -880,16 +865,16 @@ fn kill_report_lines_match_the_kernel_formats() {
 }
 
 fn check_kill_report(dump_tasks: bool) {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         oom: OomConfig {
             oom_dump_tasks: dump_tasks,
             ..OomConfig::default()
         },
         ..Boot::default()
     });
-    let s = kill_setup(&mut sim, &m);
+    let s = kill_setup(&m);
     assert_eq!(s.vmm.nr_ptes(), 1);
-    assert!(oom_call(&mut sim, &m));
+    assert!(oom_call(&m));
     let lines = m.lines();
     let find = |re: &Regex| lines.iter().position(|l| re.is_match(l));
 
@@ -987,5 +972,5 @@ fn check_kill_report(dump_tasks: bool) {
         .collect::<Vec<_>>();
     assert_eq!(c[0] * 1_000_000 + c[1], kl.ts_ns / 1000);
     kill_thread_group(Signal::Kill, s.bystander.group());
-    m.finish(&mut sim);
+    m.finish();
 }

@@ -26,10 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// One `out_of_memory(GFP_KERNEL)` from an mm-less driver; returns the kill time.
-fn kill(sim: &mut Sim, m: &Machine) -> u64 {
+fn kill(m: &Machine) -> u64 {
     let n = m.oom.victims().len();
     let oom = m.oom.clone();
-    assert!(m.run_in_task(sim, "driver", move || oom.out_of_memory(&oc_kernel())));
+    assert!(m.run_in_task("driver", move || oom.out_of_memory(&oc_kernel())));
     let v = m.oom.victims();
     assert_eq!(v.len(), n + 1, "a new victim\n{}", m.dmesg());
     v[n].marked_ns
@@ -37,7 +37,6 @@ fn kill(sim: &mut Sim, m: &Machine) -> u64 {
 
 /// Run until `pred`, recording the emulated time of every reaper trylock attempt.
 fn run_recording_attempts(
-    sim: &mut Sim,
     m: &Machine,
     what: &str,
     mut pred: impl FnMut(&Sim) -> bool,
@@ -45,7 +44,7 @@ fn run_recording_attempts(
     let r = m.reaper().clone();
     let mut seen = load(&r.stats().attempts);
     let mut times = Vec::new();
-    m.run_until(sim, what, |s| {
+    m.run_until(what, |s| {
         let a = load(&r.stats().attempts);
         while seen < a {
             times.push(s.now_ns());
@@ -59,7 +58,6 @@ fn run_recording_attempts(
 /// A process that populates `anon` private pages and then sleeps uninterruptibly for
 /// `stuck_ms` (so that only the reaper can free its memory meanwhile), then exits.
 fn stuck_process(
-    sim: &mut Sim,
     m: &Machine,
     comm: &'static str,
     anon: u64,
@@ -67,12 +65,12 @@ fn stuck_process(
 ) -> (Arc<Task>, Arc<MmStruct>) {
     let ready = Ready::default();
     let r2 = ready.clone();
-    let t = m.process(sim, comm, 0, move |mm| {
+    let t = m.process(comm, 0, move |mm| {
         populate(&mm, anon, 0);
         r2.done();
         sleep_uninterruptible(stuck_ms);
     });
-    m.run_until(sim, "set-up", |_| ready.count() == 1);
+    m.run_until("set-up", |_| ready.count() == 1);
     t
 }
 
@@ -88,13 +86,13 @@ fn reaped_line_re() -> Regex {
 /// victim itself is still stuck.
 #[test]
 fn reaper_frees_private_anon_memory_and_sets_unstable_and_skip() {
-    let (mut sim, m) = boot(Boot::default());
-    let (v, vmm) = stuck_process(&mut sim, &m, "victim", 200, 3000);
+    let m = boot(Boot::default());
+    let (v, vmm) = stuck_process(&m, "victim", 200, 3000);
     let mapped = m.pool.accounting().mapped;
     assert_eq!(mapped, 200);
-    let killed_at = kill(&mut sim, &m);
+    let killed_at = kill(&m);
     let r = m.reaper().clone();
-    m.run_until(&mut sim, "reap", |_| load(&r.stats().reaped) == 1);
+    m.run_until("reap", |_| load(&r.stats().reaped) == 1);
     let st = r.stats();
     assert_eq!(load(&st.attempts), 1);
     assert_eq!(load(&st.pages_reaped), 200);
@@ -115,7 +113,7 @@ fn reaper_frees_private_anon_memory_and_sets_unstable_and_skip() {
     let (tgid, at) = r.reap_times()[0];
     assert_eq!(tgid, v.tgid());
     assert!(at - killed_at < MS, "reaped at once (delay 0)");
-    m.finish(&mut sim);
+    m.finish();
 }
 
 struct QueuedWriter {
@@ -129,7 +127,6 @@ struct QueuedWriter {
 /// `knobs.write_lock`), so the writer is queued. With `queue_writer` false there is only the
 /// reader.
 fn reader_and_queued_writer(
-    sim: &mut Sim,
     m: &Machine,
     hold_ms: u64,
     queue_writer: bool,
@@ -138,7 +135,7 @@ fn reader_and_queued_writer(
     let ready = Ready::default();
     let writer_slot: Arc<OnceLock<Arc<Task>>> = Arc::new(OnceLock::new());
     let (ri, r2, ws) = (reader_in.clone(), ready.clone(), writer_slot.clone());
-    let (victim, vmm) = m.process(sim, "victim", 0, move |mm| {
+    let (victim, vmm) = m.process("victim", 0, move |mm| {
         populate(&mm, 100, 0);
         let spare = mmap(
             &mm,
@@ -163,7 +160,7 @@ fn reader_and_queued_writer(
         pause();
     });
     let (pin, ri, r3) = (vmm.clone(), reader_in.clone(), ready.clone());
-    m.kernel_task(sim, "reader", move || {
+    m.kernel_task("reader", move || {
         while r3.count() == 0 {
             sleep_uninterruptible(1);
         }
@@ -176,7 +173,7 @@ fn reader_and_queued_writer(
         mmput(&pin);
     });
     let raw = vmm.clone();
-    m.run_until(sim, "reader in, writer queued", |_| {
+    m.run_until("reader in, writer queued", |_| {
         ready.count() == 1
             && reader_in.load(Ordering::SeqCst)
             && (!queue_writer || raw.mmap_lock.raw().waiters().iter().any(|w| w.write))
@@ -199,7 +196,7 @@ fn queued_writer_defeats_every_trylock_until_the_reaper_gives_up() {
     for (retries, interval_ms, second_victim) in
         [(10u32, 100u64, false), (3, 250, false), (10, 100, true)]
     {
-        let (mut sim, m) = boot(Boot {
+        let m = boot(Boot {
             reaper: Some(ReaperConfig {
                 retries,
                 interval_ms,
@@ -207,22 +204,22 @@ fn queued_writer_defeats_every_trylock_until_the_reaper_gives_up() {
             }),
             ..Boot::default()
         });
-        let q = reader_and_queued_writer(&mut sim, &m, 3000, true);
-        let other = second_victim.then(|| stuck_process(&mut sim, &m, "other", 50, 3000));
+        let q = reader_and_queued_writer(&m, 3000, true);
+        let other = second_victim.then(|| stuck_process(&m, "other", 50, 3000));
         // The victim is the biggest process.
-        let killed_at = kill(&mut sim, &m);
+        let killed_at = kill(&m);
         assert_eq!(m.oom.victims()[0].tgid, q.victim.tgid());
         if second_victim {
             // sysrq-f 350 ms later: a second victim enters the reaper's list meanwhile.
             let oom = m.oom.clone();
-            m.kernel_task(&mut sim, "kworker", move || {
+            m.kernel_task("kworker", move || {
                 sleep_ms(350);
                 assert!(oom.sysrq_force_oom());
             });
         }
         let r = m.reaper().clone();
         let times =
-            run_recording_attempts(&mut sim, &m, "give-up", |_| load(&r.stats().gave_up) == 1);
+            run_recording_attempts(&m, "give-up", |_| load(&r.stats().gave_up) == 1);
         let st = r.stats();
         // With a second victim its (successful) attempt follows the give-up in the same step.
         assert_eq!(
@@ -277,7 +274,7 @@ fn queued_writer_defeats_every_trylock_until_the_reaper_gives_up() {
             assert_eq!(r.reap_times()[0].1, unable[0].ts_ns);
             assert!(omm.test_flag(MMF_OOM_SKIP));
         }
-        m.finish(&mut sim);
+        m.finish();
     }
 }
 
@@ -285,32 +282,32 @@ fn queued_writer_defeats_every_trylock_until_the_reaper_gives_up() {
 /// reader holding `mmap_lock`, the reaper's read trylock shares it and reaps at once.
 #[test]
 fn a_reader_alone_does_not_stop_the_reaper() {
-    let (mut sim, m) = boot(Boot::default());
-    let q = reader_and_queued_writer(&mut sim, &m, 3000, false);
-    kill(&mut sim, &m);
+    let m = boot(Boot::default());
+    let q = reader_and_queued_writer(&m, 3000, false);
+    kill(&m);
     let r = m.reaper().clone();
-    m.run_until(&mut sim, "reap", |_| load(&r.stats().reaped) == 1);
+    m.run_until("reap", |_| load(&r.stats().reaped) == 1);
     assert_eq!(load(&r.stats().attempts), 1);
     assert!(q.vmm.test_flag(MMF_UNSTABLE) && q.vmm.test_flag(MMF_OOM_SKIP));
     assert_eq!(load(&r.stats().pages_reaped), 100);
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// With killable write waits (the RFC), SIGKILL takes the queued writer off the queue, the
 /// trylock succeeds next time and the memory is reaped: no "unable to reap".
 #[test]
 fn killable_writer_leaves_the_queue_and_the_reaper_succeeds() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         knobs: MmKnobs {
             write_lock: LockWait::Killable,
             ..MmKnobs::default()
         },
         ..Boot::default()
     });
-    let q = reader_and_queued_writer(&mut sim, &m, 3000, true);
-    kill(&mut sim, &m);
+    let q = reader_and_queued_writer(&m, 3000, true);
+    kill(&m);
     let r = m.reaper().clone();
-    m.run_until(&mut sim, "reap", |_| load(&r.stats().reaped) == 1);
+    m.run_until("reap", |_| load(&r.stats().reaped) == 1);
     assert_eq!(load(&r.stats().gave_up), 0);
     assert!(m.grep("unable to reap").is_empty());
     assert!(
@@ -318,7 +315,7 @@ fn killable_writer_leaves_the_queue_and_the_reaper_succeeds() {
         "the killable writer returned EINTR and exited"
     );
     assert!(q.vmm.test_flag(MMF_UNSTABLE));
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// `exit_mmap()` (4.19) of a victim reaps itself and sets MMF_OOM_SKIP before its
@@ -327,10 +324,10 @@ fn killable_writer_leaves_the_queue_and_the_reaper_succeeds() {
 /// is no "unable to reap" line (`oom_reap_task()`).
 #[test]
 fn no_unable_line_when_exit_already_set_oom_skip() {
-    let (mut sim, m) = boot(Boot::default());
+    let m = boot(Boot::default());
     let ready = Ready::default();
     let r2 = ready.clone();
-    let (v, vmm) = m.process(&mut sim, "victim", 0, move |mm| {
+    let (v, vmm) = m.process("victim", 0, move |mm| {
         populate(&mm, 100, 0);
         r2.done();
         pause();
@@ -339,7 +336,7 @@ fn no_unable_line_when_exit_already_set_oom_skip() {
     // the address space alive, so the victim's exit runs exit_mmap().
     let holder_in = Arc::new(AtomicBool::new(false));
     let (h, hin, r3) = (vmm.clone(), holder_in.clone(), ready.clone());
-    m.kernel_task(&mut sim, "holder", move || {
+    m.kernel_task("holder", move || {
         while r3.count() == 0 {
             sleep_uninterruptible(1);
         }
@@ -350,18 +347,18 @@ fn no_unable_line_when_exit_already_set_oom_skip() {
         drop(g);
         h.mmdrop();
     });
-    m.run_until(&mut sim, "set-up", |_| {
+    m.run_until("set-up", |_| {
         ready.count() == 1 && holder_in.load(Ordering::SeqCst)
     });
-    let killed_at = kill(&mut sim, &m);
+    let killed_at = kill(&m);
     // The victim runs its exit before the reaper's first attempt.
-    while sim.is_runnable(v.tid()) {
-        sim.step(v.tid()).unwrap();
+    while m.sim().is_runnable(v.tid()) {
+        m.sim().step(v.tid()).unwrap();
     }
     assert!(
-        sim.is_blocked(v.tid()),
+        m.sim().is_blocked(v.tid()),
         "{}\n{}",
-        sim.deadlock_report(),
+        m.sim().deadlock_report(),
         m.dmesg()
     );
     assert_eq!(
@@ -372,7 +369,7 @@ fn no_unable_line_when_exit_already_set_oom_skip() {
     assert!(vmm.test_flag(MMF_OOM_SKIP) && !vmm.test_flag(MMF_TORN_DOWN));
     assert_eq!(m.pool.accounting().mapped, 0, "exit_mmap reaped first");
     let r = m.reaper().clone();
-    let times = run_recording_attempts(&mut sim, &m, "reaper done", |s| {
+    let times = run_recording_attempts(&m, "reaper done", |s| {
         s.now_ns() > killed_at + 1500 * MS
     });
     assert_eq!(times.len(), 10, "every trylock failed: {times:?}");
@@ -381,7 +378,7 @@ fn no_unable_line_when_exit_already_set_oom_skip() {
     assert_eq!(load(&st.reaped), 0);
     assert!(m.grep("unable to reap").is_empty(), "{}", m.dmesg());
     assert!(m.grep("reaped process").is_empty());
-    m.finish(&mut sim);
+    m.finish();
     assert!(vmm.test_flag(MMF_TORN_DOWN));
 }
 
@@ -389,29 +386,29 @@ fn no_unable_line_when_exit_already_set_oom_skip() {
 /// finished before the first attempt, the reaper backs off without reaping or reporting.
 #[test]
 fn reaper_backs_off_when_exit_mmap_finished_first() {
-    let (mut sim, m) = boot(Boot::default());
+    let m = boot(Boot::default());
     let ready = Ready::default();
     let r2 = ready.clone();
-    let (v, vmm) = m.process(&mut sim, "victim", 0, move |mm| {
+    let (v, vmm) = m.process("victim", 0, move |mm| {
         populate(&mm, 100, 0);
         r2.done();
         pause();
     });
-    m.run_until(&mut sim, "set-up", |_| ready.count() == 1);
-    kill(&mut sim, &m);
-    while sim.is_runnable(v.tid()) {
-        sim.step(v.tid()).unwrap();
+    m.run_until("set-up", |_| ready.count() == 1);
+    kill(&m);
+    while m.sim().is_runnable(v.tid()) {
+        m.sim().step(v.tid()).unwrap();
     }
     assert!(v.has_exited() && vmm.test_flag(MMF_TORN_DOWN));
     let r = m.reaper().clone();
-    m.run_until(&mut sim, "reaper done", |_| r.pending() == 0);
+    m.run_until("reaper done", |_| r.pending() == 0);
     let st = r.stats();
     assert_eq!(
         (load(&st.attempts), load(&st.skipped), load(&st.reaped)),
         (1, 1, 0)
     );
     assert!(m.grep("oom_reaper:").is_empty(), "{}", m.dmesg());
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// §4.2 (`can_madv_lru_vma`, shared mappings left alone) and L7: mlocked VMAs (mlock(2) on
@@ -420,10 +417,10 @@ fn reaper_backs_off_when_exit_mmap_finished_first() {
 /// while that memory is still held.
 #[test]
 fn mlocked_and_shared_vmas_are_not_reaped() {
-    let (mut sim, m) = boot(Boot::default());
+    let m = boot(Boot::default());
     let ready = Ready::default();
     let r2 = ready.clone();
-    let (v, vmm) = m.process(&mut sim, "victim", 0, move |mm| {
+    let (v, vmm) = m.process("victim", 0, move |mm| {
         let a = populate(&mm, 130, 0);
         mlock(&mm, a + 100 * PAGE_SIZE, 30 * PAGE_SIZE).unwrap();
         mmap(
@@ -440,17 +437,17 @@ fn mlocked_and_shared_vmas_are_not_reaped() {
         sleep_uninterruptible(3000);
     });
     let r3 = ready.clone();
-    let (w, _) = m.process(&mut sim, "next", 0, move |mm| {
+    let (w, _) = m.process("next", 0, move |mm| {
         populate(&mm, 50, 0);
         r3.done();
         pause();
     });
-    m.run_until(&mut sim, "set-up", |_| ready.count() == 2);
+    m.run_until("set-up", |_| ready.count() == 2);
     assert_eq!(m.pool.accounting().mapped, 210);
-    kill(&mut sim, &m);
+    kill(&m);
     assert_eq!(m.oom.victims()[0].tgid, v.tgid());
     let r = m.reaper().clone();
-    m.run_until(&mut sim, "reap", |_| load(&r.stats().reaped) == 1);
+    m.run_until("reap", |_| load(&r.stats().reaped) == 1);
     assert_eq!(
         load(&r.stats().pages_reaped),
         100,
@@ -466,10 +463,10 @@ fn mlocked_and_shared_vmas_are_not_reaped() {
     );
     assert!(vmm.test_flag(MMF_OOM_SKIP));
     // L7: the next OOM kills again although 60 pages of the first victim are still held.
-    kill(&mut sim, &m);
+    kill(&m);
     assert_eq!(m.oom.victims()[1].tgid, w.tgid());
     assert_eq!(m.oom_kills(), 2);
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// ≥ 5.18 `OOM_REAPER_DELAY` (2 s): the first attempt comes 2 s after the kill; and a request
@@ -485,40 +482,40 @@ fn start_delay_postpones_the_first_attempt_and_drops_exited_victims() {
         ..Boot::default()
     };
     // A stuck victim: reaped 2 s after the kill.
-    let (mut sim, m) = boot(delayed());
-    stuck_process(&mut sim, &m, "victim", 100, 5000);
-    let killed_at = kill(&mut sim, &m);
+    let m = boot(delayed());
+    stuck_process(&m, "victim", 100, 5000);
+    let killed_at = kill(&m);
     assert_eq!(m.reaper().pending(), 1);
     let r = m.reaper().clone();
-    let times = run_recording_attempts(&mut sim, &m, "reap", |_| load(&r.stats().reaped) == 1);
+    let times = run_recording_attempts(&m, "reap", |_| load(&r.stats().reaped) == 1);
     assert_eq!(times.len(), 1);
     let first = times[0] - killed_at;
     assert!(
         (2000 * MS..2002 * MS).contains(&first),
         "first attempt {first} ns after the kill"
     );
-    m.finish(&mut sim);
+    m.finish();
 
     // A victim that exits at once: the timer finds MMF_OOM_SKIP and drops the request.
-    let (mut sim, m) = boot(delayed());
+    let m = boot(delayed());
     let ready = Ready::default();
     let r2 = ready.clone();
-    let (_, vmm) = m.process(&mut sim, "victim", 0, move |mm| {
+    let (_, vmm) = m.process("victim", 0, move |mm| {
         populate(&mm, 100, 0);
         r2.done();
         pause();
     });
-    m.run_until(&mut sim, "set-up", |_| ready.count() == 1);
-    let killed_at = kill(&mut sim, &m);
+    m.run_until("set-up", |_| ready.count() == 1);
+    let killed_at = kill(&m);
     let r = m.reaper().clone();
     let v2 = vmm.clone();
-    m.run_until(&mut sim, "exit", |_| v2.test_flag(MMF_TORN_DOWN));
+    m.run_until("exit", |_| v2.test_flag(MMF_TORN_DOWN));
     assert!(vmm.torn_down_ns().unwrap() < killed_at + 2000 * MS);
     assert_eq!(r.pending(), 1, "still waiting for its timer");
     let r2 = r.clone();
-    m.run_until(&mut sim, "timer", |_| r2.pending() == 0);
+    m.run_until("timer", |_| r2.pending() == 0);
     assert!(
-        sim.now_ns() >= killed_at + 2000 * MS,
+        m.sim().now_ns() >= killed_at + 2000 * MS,
         "dropped when the delay ran out"
     );
     let st = r.stats();
@@ -532,19 +529,19 @@ fn start_delay_postpones_the_first_attempt_and_drops_exited_victims() {
         (0, 0, 0, 0)
     );
     assert!(m.grep("oom_reaper").is_empty());
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// `oom_reaper_list` is pushed and popped at its head: three victims queued while the reaper
 /// sleeps are reaped last-in first-out.
 #[test]
 fn reaper_list_is_lifo() {
-    let (mut sim, m) = boot(Boot::default());
-    let a = stuck_process(&mut sim, &m, "a", 300, 3000);
-    let b = stuck_process(&mut sim, &m, "b", 200, 3000);
-    let c = stuck_process(&mut sim, &m, "c", 100, 3000);
+    let m = boot(Boot::default());
+    let a = stuck_process(&m, "a", 300, 3000);
+    let b = stuck_process(&m, "b", 200, 3000);
+    let c = stuck_process(&m, "c", 100, 3000);
     let (oom, reaper) = (m.oom.clone(), m.reaper().clone());
-    let queued = m.run_in_task(&mut sim, "kworker", move || {
+    let queued = m.run_in_task("kworker", move || {
         // Three manual OOM kills in one go (sysrq ignores the abort rule): a, b, c.
         for _ in 0..3 {
             assert!(oom.sysrq_force_oom());
@@ -556,7 +553,7 @@ fn reaper_list_is_lifo() {
     let got: Vec<u32> = m.oom.victims().iter().map(|v| v.tgid).collect();
     assert_eq!(got, want, "killed a, b, c");
     let r = m.reaper().clone();
-    m.run_until(&mut sim, "reaps", |_| load(&r.stats().reaped) == 3);
+    m.run_until("reaps", |_| load(&r.stats().reaped) == 3);
     let order: Vec<u32> = r.reap_times().iter().map(|x| x.0).collect();
     assert_eq!(order, vec![c.0.tgid(), b.0.tgid(), a.0.tgid()], "LIFO");
     let re = reaped_line_re();
@@ -566,14 +563,14 @@ fn reaper_list_is_lifo() {
         .filter_map(|l| re.captures(l).map(|c| c[2].to_string()))
         .collect();
     assert_eq!(logged, vec!["c", "b", "a"]);
-    m.finish(&mut sim);
+    m.finish();
 }
 
 /// Queueing is deduplicated per mm (MMF_OOM_REAP_QUEUED, 5.18): two CLONE_VM processes that
 /// both self-mark as dying victims queue one request, which is reaped once.
 #[test]
 fn queue_is_deduplicated_per_mm() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: Some(ReaperConfig {
             delay_ms: 2000,
             ..ReaperConfig::default()
@@ -585,7 +582,7 @@ fn queue_is_deduplicated_per_mm() {
     let sharer: Arc<OnceLock<Arc<Task>>> = Arc::new(OnceLock::new());
     let (r2, d2, s2) = (ready.clone(), done.clone(), sharer.clone());
     let (oom, reaper) = (m.oom.clone(), m.reaper().clone());
-    let (p, vmm) = m.process(&mut sim, "first", 0, move |mm| {
+    let (p, vmm) = m.process("first", 0, move |mm| {
         populate(&mm, 100, 0);
         let (oom2, reaper2, d3, r3) = (oom.clone(), reaper.clone(), d2.clone(), r2.clone());
         let q = clone_vm("second", move |_| {
@@ -603,12 +600,12 @@ fn queue_is_deduplicated_per_mm() {
         drop(mm);
         sleep_uninterruptible(3000);
     });
-    m.run_until(&mut sim, "set-up", |_| ready.count() == 2);
+    m.run_until("set-up", |_| ready.count() == 2);
     let q = sharer.get().unwrap().clone();
     kill_thread_group(Signal::Kill, p.group());
     kill_thread_group(Signal::Kill, q.group());
     let d3 = done.clone();
-    m.run_until(&mut sim, "both self-marked", |_| {
+    m.run_until("both self-marked", |_| {
         d3.lock().unwrap().len() == 2
     });
     assert_eq!(*done.lock().unwrap(), vec![(true, 1), (true, 1)]);
@@ -616,8 +613,8 @@ fn queue_is_deduplicated_per_mm() {
     assert!(p.group().is_oom_victim() && q.group().is_oom_victim());
     assert!(vmm.test_flag(MMF_OOM_VICTIM));
     let r = m.reaper().clone();
-    m.run_until(&mut sim, "reap", |_| load(&r.stats().reaped) == 1);
-    m.finish(&mut sim);
+    m.run_until("reap", |_| load(&r.stats().reaped) == 1);
+    m.finish();
     assert_eq!(load(&r.stats().attempts), 1);
     assert_eq!(m.grep("oom_reaper: reaped process").len(), 1);
 }
@@ -640,7 +637,7 @@ fn reaper_and_exit_never_free_a_frame_twice() {
             },
             ..MmKnobs::default()
         };
-        let (mut sim, m) = boot(Boot {
+        let m = boot(Boot {
             knobs,
             seed,
             ..Boot::default()
@@ -671,18 +668,18 @@ fn reaper_and_exit_never_free_a_frame_twice() {
             }
             pause();
         };
-        m.process(&mut sim, "victim", 0, move |mm| {
+        m.process("victim", 0, move |mm| {
             for _ in 0..2 {
                 clone_thread(churn);
             }
             churn(mm);
         });
         let oom = m.oom.clone();
-        m.kernel_task(&mut sim, "driver", move || {
+        m.kernel_task("driver", move || {
             sleep_uninterruptible(1 + seed % 4);
             assert!(oom.out_of_memory(&oc_kernel()));
         });
-        m.finish(&mut sim);
+        m.finish();
         assert_eq!(m.oom_kills(), 1, "seed {seed}");
         let st = m.reaper().stats();
         assert_eq!(load(&st.gave_up), 0, "seed {seed}");

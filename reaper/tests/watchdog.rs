@@ -17,7 +17,6 @@ use mm::mmap::{mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use mm::page_alloc::{AllocStat, OomKiller, Pfn};
 use mm::pgtable::PAGE_SIZE;
 use mm::sched;
-use mm::sched::sim::Sim;
 use mm::task::Task;
 use reaper::watchdog::WatchdogConfig;
 use regex::Regex;
@@ -50,7 +49,7 @@ fn last_progress_ns(m: &Machine) -> u64 {
 /// process — the hog — and the run ends. The stuck victim also gets a hung-task report.
 #[test]
 fn livelock_is_declared_after_the_full_window_and_recovered() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         memory_bytes: 4 * MIB,
         reaper: None,
         watchdog: Some(WatchdogConfig::sim()),
@@ -59,13 +58,13 @@ fn livelock_is_declared_after_the_full_window_and_recovered() {
     assert_eq!(m.watchdog().config().window_ns, 30 * SEC);
     let ready = Ready::default();
     let r2 = ready.clone();
-    let (victim, _) = m.process(&mut sim, "victim", 0, move |mm| {
+    let (victim, _) = m.process("victim", 0, move |mm| {
         populate(&mm, 800, 0);
         r2.done();
         sleep_uninterruptible(200_000);
     });
     let r3 = ready.clone();
-    let (hog, _) = m.process(&mut sim, "hog", 0, move |mm| {
+    let (hog, _) = m.process("hog", 0, move |mm| {
         while r3.count() == 0 {
             sleep_ms(1);
         }
@@ -88,7 +87,7 @@ fn livelock_is_declared_after_the_full_window_and_recovered() {
     });
     let w = m.watchdog().clone();
     let mut before = None;
-    m.run_until(&mut sim, "livelock", |s| {
+    m.run_until("livelock", |s| {
         if load(&w.stats().livelocks) == 1 {
             return true;
         }
@@ -121,7 +120,7 @@ fn livelock_is_declared_after_the_full_window_and_recovered() {
     let v = m.oom.victims();
     assert_eq!(v.len(), 2);
     assert!(v[1].by_sysrq && v[1].tgid == hog.tgid());
-    m.finish(&mut sim);
+    m.finish();
     assert_eq!(load(&w.stats().livelocks), 1);
     assert_eq!(
         load(&w.stats().stalled_episodes),
@@ -142,7 +141,7 @@ fn livelock_is_declared_after_the_full_window_and_recovered() {
 /// episodes are counted once per victim, not once per window.
 #[test]
 fn no_livelock_without_a_memory_waiter_and_stalled_episodes_count_once() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         watchdog: Some(window(5 * SEC)),
         ..Boot::default()
@@ -150,28 +149,28 @@ fn no_livelock_without_a_memory_waiter_and_stalled_episodes_count_once() {
     let ready = Ready::default();
     for (comm, pages) in [("first", 300u64), ("second", 100)] {
         let r = ready.clone();
-        m.process(&mut sim, comm, 0, move |mm| {
+        m.process(comm, 0, move |mm| {
             populate(&mm, pages, 0);
             r.done();
             sleep_uninterruptible(60_000);
         });
     }
-    m.run_until(&mut sim, "set-up", |_| ready.count() == 2);
+    m.run_until("set-up", |_| ready.count() == 2);
     let oom = m.oom.clone();
-    m.kernel_task(&mut sim, "driver", move || {
+    m.kernel_task("driver", move || {
         assert!(oom.out_of_memory(&oc_kernel()));
         sleep_ms(10_000);
         assert!(oom.sysrq_force_oom(), "a second victim 10 s later");
     });
     let w = m.watchdog().clone();
-    m.run_until(&mut sim, "50 s", |s| s.now_ns() > 50 * SEC);
+    m.run_until("50 s", |s| s.now_ns() > 50 * SEC);
     assert_eq!(load(&w.stats().livelocks), 0, "nobody waits for memory");
     assert_eq!(
         load(&w.stats().stalled_episodes),
         2,
         "two victims, each pending for many windows, counted once each"
     );
-    m.finish(&mut sim);
+    m.finish();
     assert_eq!(load(&w.stats().stalled_episodes), 2);
     assert_eq!(load(&w.stats().livelocks), 0);
 }
@@ -183,7 +182,7 @@ fn no_livelock_without_a_memory_waiter_and_stalled_episodes_count_once() {
 /// finish.
 #[test]
 fn no_livelock_while_progress_happens_then_one_after_it_stops() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         watchdog: Some(window(5 * SEC)),
         ..Boot::default()
@@ -192,7 +191,7 @@ fn no_livelock_while_progress_happens_then_one_after_it_stops() {
     let r2 = ready.clone();
     let frees_done: Arc<OnceLock<u64>> = Arc::new(OnceLock::new());
     let fd = frees_done.clone();
-    let (freer, _) = m.process(&mut sim, "freer", 0, move |mm| {
+    let (freer, _) = m.process("freer", 0, move |mm| {
         let a = populate(&mm, 2000, 0);
         r2.done();
         for i in 0..10 {
@@ -203,7 +202,7 @@ fn no_livelock_while_progress_happens_then_one_after_it_stops() {
         pause();
     });
     let (pool, r3) = (m.pool.clone(), ready.clone());
-    let nofs = m.kernel_task(&mut sim, "nofs", move || {
+    let nofs = m.kernel_task("nofs", move || {
         while r3.count() == 0 {
             sleep_ms(1);
         }
@@ -220,7 +219,7 @@ fn no_livelock_while_progress_happens_then_one_after_it_stops() {
     });
     let w = m.watchdog().clone();
     let fd2 = frees_done.clone();
-    m.run_until(&mut sim, "last free", |_| fd2.get().is_some());
+    m.run_until("last free", |_| fd2.get().is_some());
     let t_last_free = *frees_done.get().unwrap();
     assert!(t_last_free > 20 * SEC);
     // The allocator waits in the slow path now, and got a page after each of the 10 frees.
@@ -229,7 +228,7 @@ fn no_livelock_while_progress_happens_then_one_after_it_stops() {
     assert_eq!(load(&w.stats().livelocks), 0, "progress every 2 s");
     assert_eq!(m.oom_kills(), 0, "NOFS never kills");
 
-    m.run_until(&mut sim, "livelock", |_| load(&w.stats().livelocks) == 1);
+    m.run_until("livelock", |_| load(&w.stats().livelocks) == 1);
     let rep = &w.reports()[0];
     let last = m.pool.stats().last_slowpath_success_ns;
     assert!(last >= t_last_free, "the last free was taken");
@@ -249,7 +248,7 @@ fn no_livelock_while_progress_happens_then_one_after_it_stops() {
         .any(|l| l.starts_with("no OOM victim is pending")));
     assert_eq!(load(&m.oom.stats().sysrq_kills), 1);
     assert_eq!(m.oom.victims()[0].tgid, freer.tgid());
-    m.finish(&mut sim);
+    m.finish();
     assert_eq!(load(&w.stats().livelocks), 1);
     assert_eq!(load(&w.stats().stalled_episodes), 0);
 }
@@ -259,7 +258,7 @@ fn no_livelock_while_progress_happens_then_one_after_it_stops() {
 /// time bound.
 #[test]
 fn unrecoverable_livelock_is_counted_once_per_window() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         memory_bytes: 4 * MIB,
         reaper: None,
         watchdog: Some(window(5 * SEC)),
@@ -268,15 +267,15 @@ fn unrecoverable_livelock_is_counted_once_per_window() {
     let pool = m.pool.clone();
     let got: Arc<Mutex<Vec<Pfn>>> = Arc::default();
     let g2 = got.clone();
-    m.kernel_task(&mut sim, "nofs", move || loop {
+    m.kernel_task("nofs", move || loop {
         let p = pool.alloc_page(Gfp::GFP_NOFS).unwrap();
         g2.lock().unwrap().push(p);
     });
     let w = m.watchdog().clone();
-    m.run_until(&mut sim, "27 s", |s| s.now_ns() > 27 * SEC);
+    m.run_until("27 s", |s| s.now_ns() > 27 * SEC);
     let stuck_at = m.pool.stats().last_slowpath_success_ns;
     assert!(stuck_at < SEC);
-    let want = (sim.now_ns() - stuck_at) / (5 * SEC);
+    let want = (m.sim().now_ns() - stuck_at) / (5 * SEC);
     assert_eq!(want, 5);
     assert_eq!(load(&w.stats().livelocks), want);
     let at: Vec<u64> = w.reports().iter().map(|r| r.at_ns).collect();
@@ -287,7 +286,7 @@ fn unrecoverable_livelock_is_counted_once_per_window() {
     assert_eq!(load(&m.oom.stats().sysrq_kills), 0);
     assert!(m.oom.panicked().is_none(), "sysrq never panics");
     // The run is bounded: stop it, give the frames back, check the books.
-    drop(sim);
+    m.abandon();
     for p in got.lock().unwrap().drain(..) {
         m.pool.free_page(p);
     }
@@ -299,7 +298,7 @@ fn unrecoverable_livelock_is_counted_once_per_window() {
 /// sleeps — in the kernel's line, and at most `hung_task_warnings` = 10 times.
 #[test]
 fn hung_task_report_covers_uninterruptible_sleepers_only_at_most_ten() {
-    let (mut sim, m) = boot(Boot {
+    let m = boot(Boot {
         reaper: None,
         watchdog: Some(WatchdogConfig {
             hung_task_timeout_ns: 2 * SEC,
@@ -309,17 +308,17 @@ fn hung_task_report_covers_uninterruptible_sleepers_only_at_most_ten() {
         ..Boot::default()
     });
     // Earlier pids first, so that a wrong report would use up the budget.
-    m.kernel_task(&mut sim, "short", || sleep_uninterruptible(1500));
+    m.kernel_task("short", || sleep_uninterruptible(1500));
     for _ in 0..3 {
-        m.kernel_task(&mut sim, "killable", || sleep_killable(6000));
+        m.kernel_task("killable", || sleep_killable(6000));
     }
     for _ in 0..2 {
-        m.kernel_task(&mut sim, "idle", || sleep_ms(6000));
+        m.kernel_task("idle", || sleep_ms(6000));
     }
     let d: Vec<Arc<Task>> = (0..12)
-        .map(|_| m.kernel_task(&mut sim, "dsleep", || sleep_uninterruptible(6000)))
+        .map(|_| m.kernel_task("dsleep", || sleep_uninterruptible(6000)))
         .collect();
-    m.finish(&mut sim);
+    m.finish();
     let re = Regex::new(r"^INFO: task (\S+):(\d+) blocked for more than (\d+) seconds\.$").unwrap();
     let reports: Vec<(String, u32, u64)> = m
         .lines()
@@ -352,8 +351,8 @@ struct L1 {
 /// victim's mm and holds its `mmap_lock` for read while it faults pages in (allocating);
 /// a victim thread queues for write in munmap behind it; the OOM killer kills the victim and
 /// then aborts forever on it. No reaper. Runs until the first livelock.
-fn l1_chain(write_lock: LockWait) -> (Sim, Machine, L1) {
-    let (mut sim, m) = boot(Boot {
+fn l1_chain(write_lock: LockWait) -> (Machine, L1) {
+    let m = boot(Boot {
         memory_bytes: 4 * MIB,
         knobs: MmKnobs {
             write_lock,
@@ -373,7 +372,7 @@ fn l1_chain(write_lock: LockWait) -> (Sim, Machine, L1) {
         writer_slot.clone(),
         region.clone(),
     );
-    let (victim, vmm) = m.process(&mut sim, "victim", 0, move |mm| {
+    let (victim, vmm) = m.process("victim", 0, move |mm| {
         let a = mmap(
             &mm,
             0,
@@ -411,7 +410,7 @@ fn l1_chain(write_lock: LockWait) -> (Sim, Machine, L1) {
         pause();
     });
     let r3 = ready.clone();
-    let (remote, _) = m.process(&mut sim, "remote", 0, move |mm| {
+    let (remote, _) = m.process("remote", 0, move |mm| {
         populate(&mm, 5, 0);
         while r3.count() == 0 {
             sleep_ms(1);
@@ -422,10 +421,9 @@ fn l1_chain(write_lock: LockWait) -> (Sim, Machine, L1) {
     });
     remote_slot.set(remote.clone()).ok().unwrap();
     let w = m.watchdog().clone();
-    m.run_until(&mut sim, "livelock", |_| load(&w.stats().livelocks) == 1);
+    m.run_until("livelock", |_| load(&w.stats().livelocks) == 1);
     let writer = writer_slot.get().unwrap().clone();
     (
-        sim,
         m,
         L1 {
             victim,
@@ -456,7 +454,7 @@ fn assert_chain(chain: &[String], want: &[String]) {
 /// whole chain unwinds.
 #[test]
 fn wait_for_chain_of_the_rfc_livelock_and_its_recovery() {
-    let (mut sim, m, l) = l1_chain(LockWait::Uninterruptible);
+    let (m, l) = l1_chain(LockWait::Uninterruptible);
     let (v, r, t2) = (&l.victim, &l.remote, &l.writer);
     let rep = m.watchdog().reports()[0].clone();
     let lock = format!("mmap_lock[pid {}]", v.tgid());
@@ -516,7 +514,7 @@ fn wait_for_chain_of_the_rfc_livelock_and_its_recovery() {
     assert!(victims[1].by_sysrq && victims[1].tgid == r.tgid());
     assert_eq!(load(&m.oom.stats().sysrq_kills), 1);
     let vmm = victims[0].mm.clone();
-    m.finish(&mut sim);
+    m.finish();
     assert!(vmm.test_flag(MMF_TORN_DOWN));
     let w = m.watchdog().stats();
     assert_eq!(load(&w.livelocks), 1);
@@ -529,7 +527,7 @@ fn wait_for_chain_of_the_rfc_livelock_and_its_recovery() {
 /// left (M4 per-mm rule).
 #[test]
 fn wait_for_chain_with_killable_writers_names_the_remote_pin() {
-    let (mut sim, m, l) = l1_chain(LockWait::Killable);
+    let (m, l) = l1_chain(LockWait::Killable);
     assert!(l.writer.has_exited() && l.victim.has_exited());
     let rep = m.watchdog().reports()[0].clone();
     assert_chain(
@@ -550,5 +548,5 @@ fn wait_for_chain_with_killable_writers_names_the_remote_pin() {
         .iter()
         .any(|l| l.contains("mm_users=1 (0 task(s) using it, 1 remote pin(s))")));
     assert_eq!(load(&m.oom.stats().sysrq_kills), 1);
-    m.finish(&mut sim);
+    m.finish();
 }

@@ -23,12 +23,16 @@ use crate::task::{state::*, Task};
 use std::cell::Cell;
 use std::sync::Arc;
 
+#[cfg(not(oomlab_loom))]
+pub mod executor;
 #[cfg(oomlab_loom)]
 pub mod loom_exec;
 #[cfg(not(oomlab_loom))]
 pub mod sim;
 #[cfg(not(oomlab_loom))]
 pub mod threads;
+#[cfg(not(oomlab_loom))]
+pub use executor::{Executor, RunStop};
 
 /// `MAX_SCHEDULE_TIMEOUT`: sleep without a timer.
 pub const MAX_SCHEDULE_TIMEOUT: u64 = u64::MAX;

@@ -541,7 +541,18 @@ impl Sim {
     }
 
     /// As [`Sim::run`], also stopping (before the next step) once `until` returns true.
-    pub fn run_until(&mut self, mut until: impl FnMut(&Sim) -> bool) -> SimOutcome {
+    pub fn run_until(&mut self, until: impl FnMut(&Sim) -> bool) -> SimOutcome {
+        self.run_until_deadline(u64::MAX, until)
+    }
+
+    /// As [`Sim::run_until`], also stopping with [`SimOutcome::TimeLimit`] once the virtual
+    /// clock passes `deadline_ns` (or [`SimConfig::max_time_ns`], whichever is earlier).
+    pub fn run_until_deadline(
+        &mut self,
+        deadline_ns: u64,
+        mut until: impl FnMut(&Sim) -> bool,
+    ) -> SimOutcome {
+        let deadline_ns = deadline_ns.min(self.cfg.max_time_ns);
         loop {
             if until(self) {
                 return SimOutcome::Stopped;
@@ -556,7 +567,7 @@ impl Sim {
                     SimOutcome::Deadlock(self.deadlock_report())
                 };
             };
-            if self.now_ns() > self.cfg.max_time_ns {
+            if self.now_ns() > deadline_ns {
                 self.shared.inner.lock().runq.push(idx);
                 return SimOutcome::TimeLimit;
             }

@@ -1,23 +1,23 @@
-//! A test-local emulated machine for the reaper crate's tests: the frame pool, the OOM killer,
-//! the oom_reaper kthread and (optionally) the watchdog, booted on a seeded `Sim`, with the
-//! process set-up helpers the rule tests share. (loadgen's `Machine` does the same for the
-//! scenarios; reaper must not depend on loadgen.)
+//! The reaper crate's tests boot a real [`reaper::machine::Machine`] on a seeded `Sim` and end
+//! it with [`reaper::machine::Machine::finish`] (the one lifecycle), through a small view that
+//! adds what the rule tests share: process set-up, run-until-or-fail, log greps.
 #![allow(dead_code)]
 
 use mm::gfp::Gfp;
 use mm::memory::{attach_mm, mmput, touch};
 use mm::mm_types::{MmKnobs, MmStruct};
 use mm::mmap::{mmap, MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE};
-use mm::page_alloc::{FramePool, OomControl, OomKiller, PoolConfig};
+use mm::page_alloc::OomControl;
 use mm::pgtable::PAGE_SIZE;
 use mm::sched::sim::{Sim, SimConfig, SimOutcome};
 use mm::sched::{self};
-use mm::task::{CloneKind, Task, TaskList, Tid};
+use mm::task::{CloneKind, Task};
 use parking_lot::Mutex;
-use reaper::klog::KernelLog;
-use reaper::oom_kill::{Oom, OomConfig};
+use reaper::machine::{Checks, Kernel, MachineConfig, Verdict, WorkloadEnd};
+use reaper::oom_kill::OomConfig;
 use reaper::oom_reaper::{ReaperConfig, ReaperQueue};
 use reaper::watchdog::{Watchdog, WatchdogConfig};
+use std::cell::{RefCell, RefMut};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -55,76 +55,40 @@ impl Default for Boot {
     }
 }
 
-/// A booted machine (the parts the tests look at).
+/// A booted machine on a seeded sim: the kernel (through `Deref`) and the lifecycle.
 pub struct Machine {
-    pub pool: Arc<FramePool>,
-    pub log: Arc<KernelLog>,
-    pub oom: Arc<Oom>,
-    pub reaper: Option<Arc<ReaperQueue>>,
-    pub watchdog: Option<Arc<Watchdog>>,
-    pub tasks: Arc<TaskList>,
-    pub knobs: MmKnobs,
-    pub kthreads: Vec<Tid>,
+    kernel: Arc<Kernel>,
+    inner: RefCell<Option<reaper::machine::Machine<Sim>>>,
+}
+
+impl std::ops::Deref for Machine {
+    type Target = Kernel;
+    fn deref(&self) -> &Kernel {
+        &self.kernel
+    }
 }
 
 /// A new sim and a machine booted on it (kthreads get the first pids).
-pub fn boot(b: Boot) -> (Sim, Machine) {
-    let mut sim = Sim::new(SimConfig {
+pub fn boot(b: Boot) -> Machine {
+    let sim = Sim::new(SimConfig {
         seed: b.seed,
         ..SimConfig::default()
     });
-    let pool = FramePool::new(PoolConfig {
-        bytes: b.memory_bytes,
-        check_host: false,
-        reclaim_cost_ns: b.reclaim_cost_ns,
-        ..PoolConfig::default()
-    })
-    .expect("frame pool");
-    let log = Arc::new(KernelLog::default());
-    let tasks = sim.tasks().clone();
-    let reaper = b.reaper.map(|rc| ReaperQueue::new(rc, log.clone()));
-    let oom = Oom::new(
-        b.oom,
-        tasks.clone(),
-        pool.clone(),
-        log.clone(),
-        reaper.clone(),
-    );
-    pool.set_oom_killer(oom.clone() as Arc<dyn OomKiller>);
-    let mut kthreads = Vec::new();
-    if let Some(r) = &reaper {
-        let r = r.clone();
-        kthreads.push(
-            sim.spawn(kthread("oom_reaper"), move || r.run())
-                .unwrap()
-                .tid(),
-        );
-    }
-    let watchdog = b.watchdog.map(|wc| Watchdog::new(wc, oom.clone()));
-    if let Some(w) = &watchdog {
-        let w = w.clone();
-        kthreads.push(
-            sim.spawn(kthread("oomlab_watchdog"), move || w.run())
-                .unwrap()
-                .tid(),
-        );
-    }
-    let m = Machine {
-        pool,
-        log,
-        oom,
-        reaper,
-        watchdog,
-        tasks,
+    let cfg = MachineConfig {
+        memory_bytes: b.memory_bytes,
         knobs: b.knobs,
-        kthreads,
+        oom: b.oom,
+        reaper_on: b.reaper.is_some(),
+        reaper: b.reaper.unwrap_or_default(),
+        watchdog: b.watchdog,
+        reclaim_cost_ns: b.reclaim_cost_ns,
+        poison: false,
+        check_host: false,
     };
-    (sim, m)
-}
-
-fn kthread(name: &str) -> CloneKind {
-    CloneKind::Process {
-        comm: name.to_string(),
+    let m = reaper::machine::Machine::boot(sim, cfg).expect("frame pool");
+    Machine {
+        kernel: m.kernel().clone(),
+        inner: RefCell::new(Some(m)),
     }
 }
 
@@ -141,6 +105,12 @@ pub fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
 }
 
 impl Machine {
+    /// The sim, to step or inspect it by hand.
+    pub fn sim(&self) -> RefMut<'_, Sim> {
+        RefMut::map(self.inner.borrow_mut(), |m| {
+            m.as_mut().expect("machine finished").exec()
+        })
+    }
     /// Kernel log texts (without timestamps).
     pub fn lines(&self) -> Vec<String> {
         self.log.lines().into_iter().map(|l| l.text).collect()
@@ -157,10 +127,14 @@ impl Machine {
         load(&self.oom.stats().oom_kill)
     }
     pub fn reaper(&self) -> &Arc<ReaperQueue> {
-        self.reaper.as_ref().expect("booted with a reaper")
+        self.kernel.reaper.as_ref().expect("booted with a reaper")
     }
     pub fn watchdog(&self) -> &Arc<Watchdog> {
-        self.watchdog.as_ref().expect("booted with a watchdog")
+        self.kernel.watchdog.as_ref().expect("booted with a watchdog")
+    }
+    /// Pids of the kthreads.
+    pub fn kthread_tids(&self) -> Vec<u32> {
+        self.kernel.kthreads().iter().map(|t| t.tid()).collect()
     }
 
     /// Start process `comm` with a fresh address space named after its pid and
@@ -168,94 +142,79 @@ impl Machine {
     /// and the address space.
     pub fn process(
         &self,
-        sim: &mut Sim,
         comm: &str,
         adj: i32,
         body: impl FnOnce(Arc<MmStruct>) + Send + 'static,
     ) -> (Arc<Task>, Arc<MmStruct>) {
         let slot: Arc<OnceLock<Arc<MmStruct>>> = Arc::new(OnceLock::new());
         let s2 = slot.clone();
-        let t = sim
-            .spawn(
-                CloneKind::Process {
-                    comm: comm.to_string(),
-                },
-                move || {
-                    sched::with_current(|t| t.group().set_oom_score_adj(adj));
-                    let mm = s2.get().expect("mm set before the first step").clone();
-                    // exec: the task's reference replaces the creator's.
-                    attach_mm(&mm);
-                    mmput(&mm);
-                    body(mm);
-                },
-            )
-            .expect("spawning a process");
-        let mm = MmStruct::new(&self.pool, self.knobs, &format!("pid {}", t.tgid()));
+        let t = self.kernel_task(comm, move || {
+            sched::with_current(|t| t.group().set_oom_score_adj(adj));
+            let mm = s2.get().expect("mm set before the first step").clone();
+            // exec: the task's reference replaces the creator's.
+            attach_mm(&mm);
+            mmput(&mm);
+            body(mm);
+        });
+        let mm = self.kernel.new_mm(t.tgid());
         assert!(slot.set(mm.clone()).is_ok(), "fresh slot");
         (t, mm)
     }
 
     /// Start a process `comm` without an address space (a driver, like a kthread).
-    pub fn kernel_task(
-        &self,
-        sim: &mut Sim,
-        comm: &str,
-        body: impl FnOnce() + Send + 'static,
-    ) -> Arc<Task> {
-        sim.spawn(
-            CloneKind::Process {
-                comm: comm.to_string(),
-            },
-            body,
-        )
-        .expect("spawning a task")
+    pub fn kernel_task(&self, comm: &str, body: impl FnOnce() + Send + 'static) -> Arc<Task> {
+        self.inner
+            .borrow_mut()
+            .as_mut()
+            .expect("machine finished")
+            .spawn(
+                CloneKind::Process {
+                    comm: comm.to_string(),
+                },
+                body,
+            )
+            .expect("spawning a task")
     }
 
     /// Run `f` in a new mm-less task `comm` and the sim until that task exited; returns what
     /// `f` returned. Other tasks run meanwhile; `f` itself is atomic unless it sleeps.
     pub fn run_in_task<R: Send + 'static>(
         &self,
-        sim: &mut Sim,
         comm: &str,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> R {
         let out: Arc<Mutex<Option<R>>> = Arc::new(Mutex::new(None));
         let o2 = out.clone();
-        let t = self.kernel_task(sim, comm, move || {
+        let t = self.kernel_task(comm, move || {
             *o2.lock() = Some(f());
         });
         let tid = t.tid();
-        let r = sim.run_until(|s| s.has_exited(tid));
-        assert_eq!(
-            r,
-            SimOutcome::Stopped,
-            "task {comm} did not finish\n{}",
-            self.dmesg()
-        );
+        self.run_until(&format!("task {comm} finished"), |s| s.has_exited(tid));
         let v = out.lock().take().expect("result");
         v
     }
 
-    /// Run until every task that is not a kthread exited, stop the kthreads, run to the end,
-    /// and check the emulator's invariants: frame conservation, nothing left allocated.
-    pub fn finish(&self, sim: &mut Sim) {
-        let kth = self.kthreads.clone();
-        let r = sim.run_until(|s| s.tasks().tasks().iter().all(|t| kth.contains(&t.tid())));
+    /// Run until every task that is not a kthread exited, then end the machine's life with
+    /// the one lifecycle ([`reaper::machine::Machine::finish`]): the kthreads stop, the
+    /// invariants are checked (frame conservation, nothing left allocated, no task left).
+    pub fn finish(&self) {
+        let k = self.kernel.clone();
+        self.run_until("the workload exited", |_| k.workload_exited());
+        let m = self.inner.borrow_mut().take().expect("machine finished twice");
+        let f = m.finish(WorkloadEnd::Done, u64::MAX);
         assert_eq!(
-            r,
-            SimOutcome::Stopped,
-            "workload did not finish: {}\n{}",
-            sim.deadlock_report(),
+            (f.verdict.clone(), f.checks.clone()),
+            (Verdict::Completed, Checks::Full),
+            "tasks left: {:?}\n{}",
+            f.tasks_left,
             self.dmesg()
         );
-        if let Some(r) = &self.reaper {
-            r.stop();
-        }
-        if let Some(w) = &self.watchdog {
-            w.stop();
-        }
-        assert_eq!(sim.run(), SimOutcome::AllExited, "kthreads did not stop");
-        self.check_frames();
+        assert_eq!(f.frames_leaked, Some(0));
+    }
+
+    /// Stop the run where it is: drop the sim (its tasks are left asleep; their stacks go).
+    pub fn abandon(&self) {
+        drop(self.inner.borrow_mut().take());
     }
 
     /// Frame conservation holds and no frame is left allocated or mapped.
@@ -266,14 +225,15 @@ impl Machine {
     }
 
     /// Run until `pred` holds (or fail with the log).
-    pub fn run_until(&self, sim: &mut Sim, what: &str, mut pred: impl FnMut(&Sim) -> bool) {
+    pub fn run_until(&self, what: &str, mut pred: impl FnMut(&Sim) -> bool) {
+        let mut sim = self.sim();
         let r = sim.run_until(|s| pred(s));
+        let (now, report) = (sim.now_ns(), sim.deadlock_report());
+        drop(sim);
         assert_eq!(
             r,
             SimOutcome::Stopped,
-            "never reached: {what} (at {} ns)\n{}\n{}",
-            sim.now_ns(),
-            sim.deadlock_report(),
+            "never reached: {what} (at {now} ns)\n{report}\n{}",
             self.dmesg()
         );
     }
