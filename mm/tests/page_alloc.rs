@@ -7,8 +7,9 @@ use mm::gfp::Gfp;
 use mm::page_alloc::{
     compute_watermarks, min_free_kbytes, pcp_high_batch, AllocStat, AllocStatsSnapshot,
     FrameAccounting, FramePool, FrameState, OomControl, OomKiller, Pfn, PoolConfig, PoolError,
-    Watermarks, PAGE_SIZE,
+    Watermarks,
 };
+use mm::pgtable::PAGE_SIZE;
 use mm::sched::sim::{Sim, SimConfig, SimOutcome};
 use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
 use mm::sched::{self};
@@ -278,11 +279,11 @@ fn allocated_frames_are_zeroed() {
         let p = pool(4 * MIB, poison);
         let frames = fill_to_min(&p);
         assert_eq!(frames.len() as u64, p.total_pages() - p.watermarks().min);
-        let mut buf = vec![0u8; PAGE_SIZE];
+        let mut buf = vec![0u8; PAGE_SIZE as usize];
         for (i, &pfn) in frames.iter().enumerate() {
             p.read_frame(pfn, 0, &mut buf);
             assert!(buf.iter().all(|&b| b == 0), "pfn {pfn} not zeroed");
-            p.write_frame(pfn, 0, &[i as u8 | 1; PAGE_SIZE]);
+            p.write_frame(pfn, 0, &[i as u8 | 1; PAGE_SIZE as usize]);
         }
         for &pfn in &frames {
             p.free_page(pfn);
@@ -319,7 +320,7 @@ fn poisoned_frames_hold_the_pattern_while_free() {
     p.write_frame(pfn, 0, b"secret");
     p.free_page(pfn);
     // SAFETY: reading a free frame of a live pool; nobody else uses this pool.
-    let bytes = unsafe { std::slice::from_raw_parts(p.frame_ptr(pfn), PAGE_SIZE) };
+    let bytes = unsafe { std::slice::from_raw_parts(p.frame_ptr(pfn), PAGE_SIZE as usize) };
     assert!(bytes.iter().all(|&b| b == mm::page_alloc::PAGE_POISON));
 }
 
