@@ -237,7 +237,6 @@ mod bench {
         let load0 = asbench::loadavg_1m();
         let pool = FramePool::new(PoolConfig {
             bytes: pool_bytes,
-            check_host: true,
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("building the {pool_bytes}-byte frame pool: {e}"));

@@ -517,7 +517,6 @@ mod bench {
         };
         let pool = FramePool::new(PoolConfig {
             bytes: POOL_BYTES,
-            check_host: true,
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("building the frame pool: {e}"));

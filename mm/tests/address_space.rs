@@ -52,7 +52,6 @@ fn new_pool(mib: u64) -> Arc<FramePool> {
     FramePool::new(PoolConfig {
         bytes: mib << 20,
         poison: true,
-        check_host: false,
         ..Default::default()
     })
     .expect("frame pool")

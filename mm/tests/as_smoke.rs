@@ -11,7 +11,6 @@ use mm::task::CloneKind;
 fn smoke() {
     let pool = FramePool::new(PoolConfig {
         bytes: 4 << 20,
-        check_host: false,
         ..Default::default()
     })
     .unwrap();

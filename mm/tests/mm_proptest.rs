@@ -681,7 +681,6 @@ fn run_case(ops: &[Op]) -> Result<(), String> {
     let pool = FramePool::new(PoolConfig {
         bytes: 2 << 20,
         poison: true,
-        check_host: false,
         ..Default::default()
     })
     .unwrap();

@@ -31,7 +31,6 @@ fn pool(bytes: u64, poison: bool) -> Arc<FramePool> {
     FramePool::new(PoolConfig {
         bytes,
         poison,
-        check_host: false,
         // These tests count slow-path rounds per step of virtual time: no reclaim cost.
         reclaim_cost_ns: 0,
     })
@@ -220,7 +219,6 @@ fn bad_sizes_are_refused() {
         match FramePool::new(PoolConfig {
             bytes,
             poison: false,
-            check_host: false,
             ..PoolConfig::default()
         }) {
             Err(e @ PoolError::BadSize { .. }) => {
@@ -231,44 +229,6 @@ fn bad_sizes_are_refused() {
     }
     // The smallest accepted: 2 × high ≤ total (512 KiB: high 48, 128 frames).
     assert_eq!(pool(512 * 1024, false).total_pages(), 128);
-}
-
-#[test]
-fn pool_larger_than_the_host_is_refused() {
-    let bytes = 1u64 << 50; // 1 PiB
-    match FramePool::new(PoolConfig {
-        bytes,
-        poison: false,
-        check_host: true,
-        ..PoolConfig::default()
-    }) {
-        Err(e @ PoolError::TooLarge { .. }) => {
-            let PoolError::TooLarge {
-                requested,
-                available,
-            } = &e
-            else {
-                unreachable!()
-            };
-            assert_eq!(*requested, bytes);
-            assert!(*available > 0 && *available < bytes);
-            let msg = e.to_string();
-            assert!(
-                msg.contains("larger than the host's available memory"),
-                "{msg}"
-            );
-            assert!(msg.contains(&bytes.to_string()), "{msg}");
-        }
-        other => panic!("expected TooLarge, got {other:?}"),
-    }
-    // A small pool passes the same check.
-    FramePool::new(PoolConfig {
-        bytes: 4 * MIB,
-        poison: false,
-        check_host: true,
-        ..PoolConfig::default()
-    })
-    .unwrap();
 }
 
 // ---- frames: zeroing, poisoning, assertions ------------------------------------------------

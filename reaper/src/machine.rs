@@ -45,8 +45,6 @@ pub struct MachineConfig {
     pub reclaim_cost_ns: u64,
     /// Poison freed frames and check them on reuse.
     pub poison: bool,
-    /// Refuse a pool larger than the host's available memory.
-    pub check_host: bool,
 }
 
 impl MachineConfig {
@@ -67,7 +65,6 @@ impl MachineConfig {
             watchdog: Some(WatchdogConfig::sim()),
             reclaim_cost_ns: PoolConfig::default().reclaim_cost_ns,
             poison: false,
-            check_host: false,
         }
     }
 
@@ -371,7 +368,6 @@ impl<E: Executor> Machine<E> {
         let pool = FramePool::new(PoolConfig {
             bytes: cfg.memory_bytes,
             poison: cfg.poison,
-            check_host: cfg.check_host,
             reclaim_cost_ns: cfg.reclaim_cost_ns,
             ..PoolConfig::default()
         })?;

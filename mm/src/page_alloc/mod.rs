@@ -21,7 +21,8 @@
 //! - `pcp.rs`: the per-CPU pagesets and the free list (`rmqueue`, `free_page`, `drain_all_pages`);
 //! - `slowpath.rs`: `alloc_page`, the slow path and the OOM killer interface ([`OomKiller`]);
 //! - `stats.rs`: [`AllocStat`], [`FrameAccounting`] and `check_conservation`;
-//! - `pool.rs`: [`PoolConfig`], [`PoolError`] and the host check.
+//! - `pool.rs`: [`PoolConfig`], [`PoolError`]. (Whether the host can hold a pool is the
+//!   binary's question: `src/host.rs`.)
 //!
 //! # One zone
 //!
@@ -110,7 +111,6 @@ use crate::pgtable::{PAGE_SHIFT, PAGE_SIZE};
 use crate::sync::RawSpinLock;
 use frame::PageMeta;
 use pcp::{CachePadded, PcpSlot};
-use pool::host_available_bytes;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
@@ -160,7 +160,7 @@ impl fmt::Debug for FramePool {
 }
 
 impl FramePool {
-    /// Build the pool: validate the size, check the host (optional), map and pre-fault the
+    /// Build the pool: validate the size, map and pre-fault the
     /// memory, set the watermarks and per-CPU pagesets, put every frame on the free list.
     pub fn new(cfg: PoolConfig) -> Result<Arc<FramePool>, PoolError> {
         let bytes = cfg.bytes;
@@ -169,15 +169,6 @@ impl FramePool {
                 bytes,
                 reason: format!("not a non-zero multiple of {PAGE_SIZE} bytes"),
             });
-        }
-        if cfg.check_host {
-            let available = host_available_bytes()?;
-            if bytes > available {
-                return Err(PoolError::TooLarge {
-                    requested: bytes,
-                    available,
-                });
-            }
         }
         let total = bytes >> PAGE_SHIFT;
         if total > u32::MAX as u64 || bytes > isize::MAX as u64 {

@@ -83,7 +83,6 @@ pub fn boot(b: Boot) -> Machine {
         watchdog: b.watchdog,
         reclaim_cost_ns: b.reclaim_cost_ns,
         poison: false,
-        check_host: false,
     };
     let m = reaper::machine::Machine::boot(sim, cfg).expect("frame pool");
     Machine {
