@@ -163,7 +163,9 @@ impl Args for KernelArgs {
                 })
             } else {
                 arg.value_parser(PossibleValuesParser::new(
-                    k.choices.iter().map(|(v, h)| PossibleValue::new(*v).help(*h)),
+                    k.choices
+                        .iter()
+                        .map(|(v, h)| PossibleValue::new(*v).help(*h)),
                 ))
             };
             cmd = cmd.arg(arg);
@@ -287,7 +289,9 @@ mod tests {
         }
         assert_eq!(parse_seed("18446744073709551615"), Ok(u64::MAX));
         for s in ["-1", "18446744073709551616", "x"] {
-            assert!(parse_seed(s).unwrap_err().contains("0 to 18446744073709551615"));
+            assert!(parse_seed(s)
+                .unwrap_err()
+                .contains("0 to 18446744073709551615"));
         }
     }
 

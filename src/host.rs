@@ -17,8 +17,8 @@ fn available_bytes() -> Result<u64, String> {
 
 /// Refuse a frame pool of `bytes` that the host cannot hold (it is pre-faulted real memory).
 pub fn check_pool_fits(bytes: u64) -> Result<(), UsageError> {
-    let available = available_bytes()
-        .map_err(|e| UsageError(format!("cannot read the host's memory: {e}")))?;
+    let available =
+        available_bytes().map_err(|e| UsageError(format!("cannot read the host's memory: {e}")))?;
     if bytes > available {
         return Err(UsageError(format!(
             "--memory {}: larger than the host's available memory ({} MiB); choose a smaller --memory",

@@ -214,7 +214,11 @@ mod tests {
         assert_eq!(m.oom.victim_gone_rule, VictimGoneRule::ProcessReleased);
         assert_eq!(m.livelock_window_ns(), 10 * SEC);
         assert_eq!(p.run.load.load_end_ns, 950 * MS);
-        assert!(run_plan(&["--reaper", "off"]).run.machine.reaper().is_none());
+        assert!(run_plan(&["--reaper", "off"])
+            .run
+            .machine
+            .reaper()
+            .is_none());
         assert_eq!(
             run_plan(&["--executor", "sim"])
                 .run

@@ -16,7 +16,9 @@ const SIM_SLACK_NS: u64 = 60_000_000_000;
 /// Run the plan and return its report.
 pub fn run(plan: &RunPlan) -> Result<Report> {
     let r = match plan.executor {
-        Executor::Threads => loadgen::load::run(ThreadsExecutor::new(ThreadsConfig::default()), &plan.run),
+        Executor::Threads => {
+            loadgen::load::run(ThreadsExecutor::new(ThreadsConfig::default()), &plan.run)
+        }
         Executor::Sim => loadgen::load::run(
             Sim::new(SimConfig {
                 seed: plan.run.seed,

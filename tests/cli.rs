@@ -328,7 +328,10 @@ fn scenario_prints_the_kernel_log_then_the_summary() {
         .find("oomlab scenario single-hog: sim executor, 16 MiB, seed 0")
         .unwrap_or_else(|| panic!("no summary:\n{s}"));
     assert!(kill < summary, "{s}");
-    assert!(s[summary..].contains("\n  ending            completed\n"), "{s}");
+    assert!(
+        s[summary..].contains("\n  ending            completed\n"),
+        "{s}"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The load generator of `oomlab run`: many threads faulting pages and doing mmap/munmap in
 //! tight loops until memory pressure sets in, remote readers that make the classic L1 chain
-//! (oom-killer.md §6: a foreign task holds the victim's `mmap_lock` for read while it
+//! (docs/oom-rules.md §6: a foreign task holds the victim's `mmap_lock` for read while it
 //! allocates), and a supervisor that respawns killed processes so the pressure keeps coming.
 //!
 //! Shape of a run, on either executor (everything goes through the scheduler seam, so the

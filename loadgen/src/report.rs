@@ -314,7 +314,11 @@ impl Report {
                      of a budget of {}; {} threads killed, {} stopped",
                     l.threads,
                     plural(u64::from(l.processes), "process", "processes"),
-                    plural(u64::from(l.remote_readers), "remote reader", "remote readers"),
+                    plural(
+                        u64::from(l.remote_readers),
+                        "remote reader",
+                        "remote readers"
+                    ),
                     plural(l.processes_spawned, "process", "processes"),
                     l.respawns,
                     l.tasks_spawned,

@@ -1,4 +1,4 @@
-//! The canonical scenarios, named after the chains of oom-killer.md §6 they reproduce.
+//! The canonical scenarios, named after the chains of docs/oom-rules.md §6 they reproduce.
 //!
 //! Each only sets up processes and what they do; every outcome (who is killed, whether the
 //! reaper reaps or gives up, whether the machine livelocks) emerges from the model under the

@@ -149,7 +149,7 @@ pub fn remote_write(target: &Arc<MmStruct>, addr: u64, len: usize) -> Step<Resul
 }
 
 /// Map `pages` of shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, i.e. shmem) and touch
-/// them; returns the address. The oom_reaper leaves such memory alone (oom-killer.md §4.2).
+/// them; returns the address. The oom_reaper leaves such memory alone (docs/oom-rules.md §4.2).
 pub fn populate_shared(mm: &MmStruct, pages: u64) -> Step<u64> {
     let addr = match map(mm, pages, true)? {
         Ok(a) => a,
@@ -212,7 +212,7 @@ pub fn io_wait_ms(ms: u64) {
 }
 
 /// A page fault on a file page that waits `ms` for I/O with `mmap_lock` held for read
-/// (`filemap_fault()` → `wait_on_page_locked()` without dropping the lock; oom-killer.md §6
+/// (`filemap_fault()` → `wait_on_page_locked()` without dropping the lock; docs/oom-rules.md §6
 /// L2). The read lock is taken as the fault path takes it (per the `read_lock` knob).
 pub fn fault_stalled_on_io(mm: &MmStruct, ms: u64) -> Step {
     {
@@ -236,7 +236,7 @@ pub fn syscall_write_lock(mm: &MmStruct) -> Step<MmapWriteGuard<'_>> {
 }
 
 /// A syscall that holds `mmap_lock` for write across a `ms` uninterruptible wait (e.g. a
-/// driver's `->mmap` waiting for its device; oom-killer.md §6 L5).
+/// driver's `->mmap` waiting for its device; docs/oom-rules.md §6 L5).
 pub fn write_locked_io_wait(mm: &MmStruct, ms: u64) -> Step {
     {
         let _g = syscall_write_lock(mm)?;
@@ -281,7 +281,7 @@ impl KernelPages {
     /// SIGKILL is pending between pages (as `generic_perform_write()` checks
     /// `fatal_signal_pending()`), and with ENOMEM when an allocation fails — which an order-0
     /// `GFP_KERNEL`/`GFP_NOFS` request does only for an OOM victim whose reserves ran out
-    /// (oom-killer.md §1 step 9). Pages already allocated stay held.
+    /// (docs/oom-rules.md §1 step 9). Pages already allocated stay held.
     pub fn alloc(&mut self, gfp: Gfp, n: u64) -> Result<(), Errno> {
         for _ in 0..n {
             if sched::fatal_signal_pending() {

@@ -1,6 +1,6 @@
 //! The canonical scenarios under every kernel configuration ({write lock uninterruptible,
 //! killable} × {oom_reaper off, on}) and the sysctl variants, each checked against what
-//! ../shared/reference/oom-killer.md §2–§8 implies. Every assertion carries a comment naming
+//! docs/oom-rules.md §2–§8 implies. Every assertion carries a comment naming
 //! the chain (§6 L1–L11) or rule it follows from.
 //!
 //! Runs use a 3 s livelock window (`WINDOW_MS`) instead of the default 30 s so that the

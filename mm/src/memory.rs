@@ -7,7 +7,7 @@
 //! `get_user_pages` takes one more while it copies; whoever drops the last reference frees
 //! the frame. PTEs are cleared with an atomic take under the PTE table lock, so a frame is
 //! unmapped (and its mapping reference dropped) exactly once whether munmap, the reaper or
-//! exit gets there first (oom-killer.md §5).
+//! exit gets there first (docs/oom-rules.md §5).
 
 use crate::errno::Errno;
 use crate::gfp::Gfp;

@@ -71,7 +71,7 @@ impl std::str::FromStr for LockWait {
 /// Kernel knobs that address spaces follow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MmKnobs {
-    /// mm syscalls' `mmap_lock` write waits (kernel-rwsem.md §6).
+    /// mm syscalls' `mmap_lock` write waits (docs/rwsem-rules.md §6).
     pub write_lock: LockWait,
     /// Page faults' `mmap_lock` read waits (killable = v6.5 `lock_mm_and_find_vma`).
     pub read_lock: LockWait,

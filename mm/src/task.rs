@@ -410,7 +410,7 @@ impl Task {
     }
 
     /// `signal_wake_up_state()` + `try_to_wake_up()`: set the pending bit, then wake the task
-    /// if its sleep state accepts the signal (kernel-rwsem.md §5.1).
+    /// if its sleep state accepts the signal (docs/rwsem-rules.md §5.1).
     fn deliver(&self, sig: Signal) {
         let (bit, mask) = match sig {
             Signal::Kill => (SIGPEND_KILL, TASK_INTERRUPTIBLE | TASK_WAKEKILL),

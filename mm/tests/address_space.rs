@@ -1,5 +1,5 @@
 #![cfg(not(oomlab_loom))]
-//! Address spaces, operation by operation (issue 3 "Tests"; oom-killer.md §5, §8 M5/M7).
+//! Address spaces, operation by operation (issue 3 "Tests"; docs/oom-rules.md §5, §8 M5/M7).
 //!
 //! Every test runs the emulated kernel inside sim-executor tasks: a process execs a fresh
 //! address space ([`exec_new_mm`]), makes syscalls and memory accesses, and exits; exit goes
@@ -1221,7 +1221,7 @@ fn the_reaper_skips_mlocked_and_shared_memory_and_exit_frees_the_rest_once() {
     assert_torn_down(&mm, &pool);
 }
 
-// ---- mmap_lock wait knobs (kernel-rwsem.md §6, oom-killer.md §8 M5) ------------------------
+// ---- mmap_lock wait knobs (docs/rwsem-rules.md §6, docs/oom-rules.md §8 M5) ----------------
 
 type Syscall = fn(&MmStruct) -> Result<(), Errno>;
 

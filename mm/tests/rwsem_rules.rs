@@ -1,6 +1,6 @@
 //! Rule-by-rule scripted-interleaving tests of the Model A rw_semaphore (`mm::locking::rwsem`) on the
 //! deterministic sim executor: every admission, wake-up and bail-out rule of
-//! ../shared/reference/kernel-rwsem.md (AR1–AR7, WK1–WK6, §5.1–§5.2) has at least one test that
+//! docs/rwsem-rules.md (AR1–AR7, WK1–WK6, §5.1–§5.2) has at least one test that
 //! fails if the rule is broken, and the two symptoms of the unfixed 2016 bail-out
 //! (`RwSemModel::RfcV1`, §5.3) are reproduced next to the fixed behaviour.
 //!
@@ -1823,7 +1823,7 @@ fn rfcv1_symptom_b_does_not_happen_with_model_a() {
 /// two WAITING_BIAS terms and no active locker: the reservation of the first read grant sees
 /// "a writer stole the lock" (oldcount < WAITING_BIAS), undoes it, finds no active locker and
 /// retries (`try_reader_grant` in v4.7's `__rwsem_mark_wake`) — forever, because on the sim's
-/// single CPU nothing else can change the count. kernel-rwsem.md §5.3 says the grant is
+/// single CPU nothing else can change the count. docs/rwsem-rules.md §5.3 says the grant is
 /// abandoned and the queued reader hangs: the run should end in `SimOutcome::Deadlock` with the
 /// reader stranded (or the emulator should report the hard lockup), not hang the executor's OS
 /// thread where no deadlock report can be produced.
@@ -1874,7 +1874,7 @@ fn rfcv1_symptom_a_holder_release_with_reader_queued_on_stale_bias_must_not_hang
             panic!(
                 "up_read never returned: it spins in mark_wake's reader-grant retry with a stale \
                  WAITING_BIAS (count {} around the spin, reader queued). Expected per \
-                 kernel-rwsem.md §5.3: the grant is abandoned and the run ends in a deadlock \
+                 docs/rwsem-rules.md §5.3: the grant is abandoned and the run ends in a deadlock \
                  report (or the emulator reports a hard lockup).",
                 describe(spinning_at)
             );
@@ -2006,8 +2006,8 @@ fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
 }
 
 /// The count word's decomposition must match the queue and the owner at every step boundary
-/// (the state table of `mm::locking::rwsem`; kernel-rwsem.md §2.1): one `WAITING_BIAS` term iff the
-/// queue is non-empty plus one in the `ACTIVE_WRITE_BIAS` of a writer holder, whose active part
+/// (the state table of `mm::locking::rwsem`; docs/rwsem-rules.md §2.1): one `WAITING_BIAS` term iff
+/// the queue is non-empty plus one in the `ACTIVE_WRITE_BIAS` of a writer holder, whose active part
 /// is then exactly 1; and a reader at the head of the queue only while a writer holds (in Model
 /// A every release or bail-out that leaves readers at the head of a lock no writer holds grants
 /// them). Some(what is wrong) otherwise.

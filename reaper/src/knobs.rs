@@ -9,8 +9,8 @@
 use crate::machine::MachineConfig;
 use crate::oom_kill::VictimGoneRule;
 use crate::units::{format_ms, parse_duration, parse_duration_ms};
-use mm::mm_types::LockWait;
 use mm::locking::rwsem::RwSemModel;
+use mm::mm_types::LockWait;
 use std::fmt;
 
 /// One kernel knob.

@@ -471,9 +471,9 @@ impl<E: Executor> Machine<E> {
         mut done: impl FnMut(&Kernel) -> bool,
     ) -> WorkloadEnd {
         let k = self.kernel.clone();
-        let stop = self.exec.run_until(deadline_ns, &mut || {
-            k.panicked().is_some() || done(&k)
-        });
+        let stop = self
+            .exec
+            .run_until(deadline_ns, &mut || k.panicked().is_some() || done(&k));
         if self.kernel.panicked().is_some() {
             return WorkloadEnd::Panicked;
         }

@@ -4,7 +4,7 @@
 //! Models Linux **v4.19** logic (the abort rule keyed on `tsk_is_oom_victim()` and
 //! `MMF_OOM_SKIP`, ALLOC_OOM reserves, sharers killed, `task_will_free_mem()` checking every
 //! sharer) with the **v5.x log wording** the issue asks for (`Out of memory: Killed process
-//! …`, no "sacrifice child" line). See ../shared/reference/oom-killer.md §2–§4, §7, §8.
+//! …`, no "sacrifice child" line). See docs/oom-rules.md §2–§4, §7, §8.
 //!
 //! Deviations:
 //! - One node, no memcg/cpuset constraints (`CONSTRAINT_NONE` always); no OOM notifiers; no
@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// `OOM_SCORE_ADJ_MIN`: never chosen.
 pub const OOM_SCORE_ADJ_MIN: i32 = -1000;
 
-/// When the abort rule (oom-killer.md §3.3, M4) stops protecting a victim.
+/// When the abort rule (docs/oom-rules.md §3.3, M4) stops protecting a victim.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum VictimGoneRule {
     /// Selection aborts while any victim's mm is neither torn down nor `MMF_OOM_SKIP`, even if

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 /// Parse a SIZE in bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    const ACCEPTED: &str = "a whole number of bytes with an optional binary unit, e.g. 256MiB, 256M, 1GiB, 65536KiB";
+    const ACCEPTED: &str =
+        "a whole number of bytes with an optional binary unit, e.g. 256MiB, 256M, 1GiB, 65536KiB";
     if s.chars().any(char::is_whitespace) {
         return Err(format!("no spaces allowed: expected {ACCEPTED}"));
     }
@@ -46,7 +47,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parse a DURATION.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const ACCEPTED: &str = "0, or a whole number with a unit: ns, us, ms, s, m or h (e.g. 100ms, 2s, 10m)";
+    const ACCEPTED: &str =
+        "0, or a whole number with a unit: ns, us, ms, s, m or h (e.g. 100ms, 2s, 10m)";
     if s.chars().any(char::is_whitespace) {
         return Err(format!("no spaces allowed: expected {ACCEPTED}"));
     }

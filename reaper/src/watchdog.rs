@@ -1,7 +1,7 @@
 //! The livelock watchdog, its wait-for chain explanations, the sysrq-f recovery and a
 //! khungtaskd-style hung-task report.
 //!
-//! A **livelock** (oom-killer.md §8 M8) is declared when, for a whole window (default 30 s of
+//! A **livelock** (docs/oom-rules.md §8 M8) is declared when, for a whole window (default 30 s of
 //! emulated time on the sim executor, 5 s of wall-clock time on the threads executor), no
 //! allocation in the slow path succeeded, no task was killed and no victim's address space was
 //! torn down or marked `MMF_OOM_SKIP`, while at least one task waits for memory. Each is

@@ -1,6 +1,6 @@
 #![cfg(not(oomlab_loom))]
 //! Rule tests of the OOM killer (mm/oom_kill.c, v4.19 logic, v5.x log wording) on the sim
-//! executor: `oom_badness`, the order of checks in `out_of_memory` (oom-killer.md §2.1), the
+//! executor: `oom_badness`, the order of checks in `out_of_memory` (docs/oom-rules.md §2.1), the
 //! abort rule (§3.3, M4) with both `victim_gone_rule`s, and `oom_kill_process` with its log
 //! lines (§4.1, §7). Each test names the rule it pins; each assertion would fail if that rule
 //! were broken.
@@ -124,7 +124,8 @@ fn oom_badness_is_rss_plus_swap_plus_page_tables() {
     });
     let total = m.pool.total_pages();
     assert_eq!(total, 4096);
-    let ps = spawn_all(&m,
+    let ps = spawn_all(
+        &m,
         &[P {
             comm: "mixed",
             adj: 0,
@@ -193,7 +194,8 @@ fn oom_score_adj_scales_points_and_minus_1000_is_never_chosen() {
     let total = m.pool.total_pages();
     let per_mille = (total / 1000) as i64;
     assert_eq!(per_mille, 4);
-    let ps = spawn_all(&m,
+    let ps = spawn_all(
+        &m,
         &[
             p("plain", 0, 200, After::Pause),
             p("boosted", 500, 50, After::Pause),
@@ -219,9 +221,7 @@ fn oom_score_adj_scales_points_and_minus_1000_is_never_chosen() {
         assert!(oom_call(&m));
         assert_eq!(victim_tgids(&m)[round], tg(want), "round {round}");
         let vmm = ps[want].1.clone();
-        m.run_until("victim torn down", |_| {
-            vmm.test_flag(MMF_TORN_DOWN)
-        });
+        m.run_until("victim torn down", |_| vmm.test_flag(MMF_TORN_DOWN));
     }
     assert_eq!(m.oom_kills(), 3);
     assert!(!ps[3].0.group().is_oom_victim());
@@ -237,7 +237,8 @@ fn ties_keep_the_first_process_in_pid_order() {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(&m,
+    let ps = spawn_all(
+        &m,
         &[
             p("small", 0, 50, After::Pause),
             p("first", 0, 100, After::Pause),
@@ -266,7 +267,8 @@ fn skipped_processes_are_never_chosen_and_nothing_eligible_panics() {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(&m,
+    let ps = spawn_all(
+        &m,
         &[
             p("protected", -1000, 600, After::Pause),
             p("skipped", 0, 500, After::Pause),
@@ -284,9 +286,7 @@ fn skipped_processes_are_never_chosen_and_nothing_eligible_panics() {
     assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[2].0.tgid()]);
     let emm = ps[2].1.clone();
-    m.run_until("eligible torn down", |_| {
-        emm.test_flag(MMF_TORN_DOWN)
-    });
+    m.run_until("eligible torn down", |_| emm.test_flag(MMF_TORN_DOWN));
 
     // Nothing eligible is left: the driver panics and never returns.
     let returned = Arc::new(AtomicBool::new(false));
@@ -423,9 +423,7 @@ fn dying_current_with_a_live_sharer_is_killed_and_the_sharer_follows() {
     assert!(q.mm_is(&mm));
     kill_thread_group(Signal::Kill, t.group());
     let (f3, s3) = (first.clone(), second.clone());
-    m.run_until("both calls", |_| {
-        f3.get().is_some() && s3.get().is_some()
-    });
+    m.run_until("both calls", |_| f3.get().is_some() && s3.get().is_some());
     let (progress, q_killed, q_victim_then) = *first.get().unwrap();
     assert!(progress);
     assert!(q_killed, "the CLONE_VM sharer got SIGKILL with the victim");
@@ -540,7 +538,8 @@ fn sysrq_oom_never_panics_and_ignores_the_abort_rule() {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(&m,
+    let ps = spawn_all(
+        &m,
         &[
             p("stuck", 0, 300, After::Stuck(2000)),
             p("other", 0, 100, After::Pause),
@@ -655,7 +654,8 @@ fn abort_rule_blocks_new_victims_until_the_victim_mm_is_torn_down() {
         reaper: None,
         ..Boot::default()
     });
-    let ps = spawn_all(&m,
+    let ps = spawn_all(
+        &m,
         &[
             p("stuck", 0, 300, After::Stuck(2000)),
             p("next", 0, 100, After::Pause),
@@ -664,10 +664,7 @@ fn abort_rule_blocks_new_victims_until_the_victim_mm_is_torn_down() {
     assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[0].0.tgid()]);
     for _ in 0..3 {
-        assert!(
-            oom_call(&m),
-            "an aborted selection counts as progress"
-        );
+        assert!(oom_call(&m), "an aborted selection counts as progress");
     }
     assert_eq!(load(&m.oom.stats().aborts), 3);
     assert_eq!(m.oom_kills(), 1);
@@ -675,9 +672,7 @@ fn abort_rule_blocks_new_victims_until_the_victim_mm_is_torn_down() {
     let vmm = ps[0].1.clone();
     assert!(!vmm.test_flag(MMF_OOM_SKIP) && !vmm.test_flag(MMF_TORN_DOWN));
 
-    m.run_until("victim torn down", |_| {
-        vmm.test_flag(MMF_TORN_DOWN)
-    });
+    m.run_until("victim torn down", |_| vmm.test_flag(MMF_TORN_DOWN));
     assert!(m.oom.victims()[0].resolved());
     assert!(oom_call(&m));
     assert_eq!(victim_tgids(&m), vec![ps[0].0.tgid(), ps[1].0.tgid()]);
@@ -700,7 +695,8 @@ fn victim_gone_rule_decides_whether_a_remote_pin_keeps_the_abort() {
             reaper: None,
             ..Boot::default()
         });
-        let ps = spawn_all(&m,
+        let ps = spawn_all(
+            &m,
             &[
                 p("victim", 0, 300, After::Pause),
                 p("next", 0, 100, After::Pause),
@@ -728,9 +724,7 @@ fn victim_gone_rule_decides_whether_a_remote_pin_keeps_the_abort() {
         assert_eq!(victim_tgids(&m), vec![vtgid]);
         assert_eq!(load(&m.oom.stats().aborts), 1, "{rule:?}: listed victim");
         let tasks = m.tasks.clone();
-        m.run_until("victim released", |_| {
-            tasks.find_process(vtgid).is_none()
-        });
+        m.run_until("victim released", |_| tasks.find_process(vtgid).is_none());
         assert_eq!(vmm.mm_users(), 1, "only the remote pin is left");
         assert!(!vmm.test_flag(MMF_TORN_DOWN) && !vmm.test_flag(MMF_OOM_SKIP));
 

@@ -1,5 +1,5 @@
 #![cfg(not(oomlab_loom))]
-//! Rule tests of the oom_reaper kthread (oom-killer.md §4.2, §5, M6) on the sim executor:
+//! Rule tests of the oom_reaper kthread (docs/oom-rules.md §4.2, §5, M6) on the sim executor:
 //! a successful reap, the read-trylock defeated by a queued writer (exactly `retries`
 //! attempts `interval` apart, then "unable to reap" and MMF_OOM_SKIP anyway), the exit path
 //! getting there first, unreapable VMAs, the start delay of ≥ 5.18, LIFO order, per-mm
@@ -36,11 +36,7 @@ fn kill(m: &Machine) -> u64 {
 }
 
 /// Run until `pred`, recording the emulated time of every reaper trylock attempt.
-fn run_recording_attempts(
-    m: &Machine,
-    what: &str,
-    mut pred: impl FnMut(&Sim) -> bool,
-) -> Vec<u64> {
+fn run_recording_attempts(m: &Machine, what: &str, mut pred: impl FnMut(&Sim) -> bool) -> Vec<u64> {
     let r = m.reaper().clone();
     let mut seen = load(&r.stats().attempts);
     let mut times = Vec::new();
@@ -126,11 +122,7 @@ struct QueuedWriter {
 /// `hold_ms`); a victim thread then waits in munmap's `down_write` behind it (with
 /// `knobs.write_lock`), so the writer is queued. With `queue_writer` false there is only the
 /// reader.
-fn reader_and_queued_writer(
-    m: &Machine,
-    hold_ms: u64,
-    queue_writer: bool,
-) -> QueuedWriter {
+fn reader_and_queued_writer(m: &Machine, hold_ms: u64, queue_writer: bool) -> QueuedWriter {
     let reader_in = Arc::new(AtomicBool::new(false));
     let ready = Ready::default();
     let writer_slot: Arc<OnceLock<Arc<Task>>> = Arc::new(OnceLock::new());
@@ -218,8 +210,7 @@ fn queued_writer_defeats_every_trylock_until_the_reaper_gives_up() {
             });
         }
         let r = m.reaper().clone();
-        let times =
-            run_recording_attempts(&m, "give-up", |_| load(&r.stats().gave_up) == 1);
+        let times = run_recording_attempts(&m, "give-up", |_| load(&r.stats().gave_up) == 1);
         let st = r.stats();
         // With a second victim its (successful) attempt follows the give-up in the same step.
         assert_eq!(
@@ -369,9 +360,7 @@ fn no_unable_line_when_exit_already_set_oom_skip() {
     assert!(vmm.test_flag(MMF_OOM_SKIP) && !vmm.test_flag(MMF_TORN_DOWN));
     assert_eq!(m.pool.accounting().mapped, 0, "exit_mmap reaped first");
     let r = m.reaper().clone();
-    let times = run_recording_attempts(&m, "reaper done", |s| {
-        s.now_ns() > killed_at + 1500 * MS
-    });
+    let times = run_recording_attempts(&m, "reaper done", |s| s.now_ns() > killed_at + 1500 * MS);
     assert_eq!(times.len(), 10, "every trylock failed: {times:?}");
     let st = r.stats();
     assert_eq!(load(&st.gave_up), 0);
@@ -605,9 +594,7 @@ fn queue_is_deduplicated_per_mm() {
     kill_thread_group(Signal::Kill, p.group());
     kill_thread_group(Signal::Kill, q.group());
     let d3 = done.clone();
-    m.run_until("both self-marked", |_| {
-        d3.lock().unwrap().len() == 2
-    });
+    m.run_until("both self-marked", |_| d3.lock().unwrap().len() == 2);
     assert_eq!(*done.lock().unwrap(), vec![(true, 1), (true, 1)]);
     assert_eq!(load(&m.oom.stats().self_marked), 2);
     assert!(p.group().is_oom_victim() && q.group().is_oom_victim());

@@ -1,5 +1,5 @@
 #![cfg(not(oomlab_loom))]
-//! Rule tests of the livelock watchdog (oom-killer.md §8 M8, issue 4 "Livelock watchdog and
+//! Rule tests of the livelock watchdog (docs/oom-rules.md §8 M8, issue 4 "Livelock watchdog and
 //! recovery") on the sim executor: a livelock is declared only after a full window with a
 //! memory waiter and no progress, never while progress happens or nobody waits; stalled
 //! episodes are counted once per victim; the khungtaskd-style report covers only

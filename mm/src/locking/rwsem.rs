@@ -1,6 +1,6 @@
 //! The killable read-write semaphore (`struct rw_semaphore`), the lock behind `mmap_lock`.
 //!
-//! Models **Model A** of ../shared/reference/kernel-rwsem.md: `kernel/locking/rwsem-xadd.c` and
+//! Models **Model A** of docs/rwsem-rules.md: `kernel/locking/rwsem-xadd.c` and
 //! `include/asm-generic/rwsem.h` of Linux v4.7, with the May-2016 fix "locking/rwsem: Fix
 //! down_write_killable()" (Peter Zijlstra) and the killable reader slow path of v4.15
 //! (76f8507f7a64), optimistic spinning off (`CONFIG_RWSEM_SPIN_ON_OWNER=n`). The count word,
@@ -27,7 +27,7 @@
 //! Constants (64-bit): `ACTIVE_MASK` = 0xffff_ffff, `ACTIVE_BIAS` = `ACTIVE_READ_BIAS` = 1,
 //! `WAITING_BIAS` = −2³², `ACTIVE_WRITE_BIAS` = `WAITING_BIAS` + 1.
 //!
-//! # Rules (kernel-rwsem.md §3–§5) and where they live
+//! # Rules (docs/rwsem-rules.md §3–§5) and where they live
 //! AR1 [`RawRwSem::down_read`] fast path; AR2/AR3 [`RawRwSem::down_read_failed`]; AR4 fast path of
 //! [`RawRwSem::down_write`]; AR5/AR6 [`RawRwSem::down_write_failed`] + `try_write_lock`; AR7 the
 //! trylocks; WK1 `up_read`; WK2 `up_write`; WK3–WK5 [`RawRwSem::mark_wake`]; §5.1 the signal checks in
@@ -77,7 +77,7 @@ pub enum RwSemModel {
     A,
     /// The RFC as first merged (v4.7-rc, before the fix): a killed writer only unlinks itself,
     /// leaving a stale `WAITING_BIAS` when it was the last waiter and not waking the waiters
-    /// behind it (kernel-rwsem.md §5.3).
+    /// behind it (docs/rwsem-rules.md §5.3).
     RfcV1,
 }
 
@@ -220,7 +220,7 @@ impl RawRwSem {
     /// At rest the count is `active × ACTIVE_BIAS + biases × WAITING_BIAS`, with one waiting
     /// bias for a writer holding and one while anyone is queued. More biases than that is a
     /// bias nobody will remove (the RFC as first posted: a killed writer leaves its bias
-    /// behind, kernel-rwsem.md §5.3); waiters with nobody active means nobody will ever wake
+    /// behind, docs/rwsem-rules.md §5.3); waiters with nobody active means nobody will ever wake
     /// them; a reader at the head of the queue while only readers hold means the wake-up that
     /// grants it was skipped (Model A grants it on every path that leaves it there).
     pub fn stuck_diagnosis(&self) -> Option<String> {
@@ -261,7 +261,7 @@ impl RawRwSem {
                 match self.model {
                     RwSemModel::RfcV1 => {
                         "the 2016 RFC as first posted leaves a killed writer's bias behind, \
-                         kernel-rwsem.md §5.3"
+                         docs/rwsem-rules.md §5.3"
                     }
                     RwSemModel::A => "Model A never leaves one: an emulator bug",
                 }
@@ -501,7 +501,7 @@ impl RawRwSem {
                     // retrying cannot succeed. This state (two waiting biases, nobody active)
                     // is unreachable in Model A; with RfcV1's stale bias v4.7 would spin here
                     // until another CPU touched the count (a hard lockup on one CPU). The
-                    // emulation abandons the grant instead, as kernel-rwsem.md §5.3 describes,
+                    // emulation abandons the grant instead, as docs/rwsem-rules.md §5.3 describes,
                     // so the sim reports the stranded reader as a deadlock.
                     if now == oldcount {
                         return;

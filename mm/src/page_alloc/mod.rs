@@ -9,7 +9,7 @@
 //! `__alloc_pages_slowpath`, `__gfp_pfmemalloc_flags`, `should_reclaim_retry`,
 //! `__alloc_pages_may_oom`) — the first version in which every thread of an OOM victim gets
 //! ALLOC_OOM reserves (half the min watermark) and fails instead of looping
-//! (../shared/reference/oom-killer.md §1, §8 M1/M2).
+//! (docs/oom-rules.md §1, §8 M1/M2).
 //!
 //! # Files
 //!

@@ -317,7 +317,7 @@ impl FramePool {
         p
     }
 
-    /// `__alloc_pages_slowpath()` (v4.15), order 0, in the kernel's order (oom-killer.md §1):
+    /// `__alloc_pages_slowpath()` (v4.15), order 0, in the kernel's order (docs/oom-rules.md §1):
     ///
     /// 1. alloc flags at the MIN watermark (`gfp_to_alloc_flags`), try again;
     /// 2. `retry:` reserves: ALLOC_OOM for OOM victims unless `__GFP_NOMEMALLOC`; try again;

@@ -129,7 +129,10 @@ impl Machine {
         self.kernel.reaper.as_ref().expect("booted with a reaper")
     }
     pub fn watchdog(&self) -> &Arc<Watchdog> {
-        self.kernel.watchdog.as_ref().expect("booted with a watchdog")
+        self.kernel
+            .watchdog
+            .as_ref()
+            .expect("booted with a watchdog")
     }
     /// Pids of the kthreads.
     pub fn kthread_tids(&self) -> Vec<u32> {
@@ -199,7 +202,11 @@ impl Machine {
     pub fn finish(&self) {
         let k = self.kernel.clone();
         self.run_until("the workload exited", |_| k.workload_exited());
-        let m = self.inner.borrow_mut().take().expect("machine finished twice");
+        let m = self
+            .inner
+            .borrow_mut()
+            .take()
+            .expect("machine finished twice");
         let f = m.finish(WorkloadEnd::Done, u64::MAX);
         assert_eq!(
             (f.verdict.clone(), f.checks.clone()),
