@@ -39,7 +39,7 @@ pub enum Command {
     Run(RunArgs),
     /// Run one canonical OOM scenario on the deterministic sim executor.
     Scenario(ScenarioArgs),
-    /// Run a benchmark and write its medians and ratios to target/oomlab-bench/<bench>.json.
+    /// Run a benchmark and write its medians and ratios to `target/oomlab-bench/<bench>.json`.
     Bench(BenchArgs),
 }
 

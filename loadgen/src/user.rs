@@ -12,15 +12,12 @@
 use mm::errno::Errno;
 use mm::gfp::Gfp;
 use mm::locking::kmutex::{KMutex, KMutexGuard};
-use mm::memory::{access_process_vm, attach_mm, mmput, touch, FaultError};
-use mm::mm_types::{LockWait, MmStruct};
+use mm::memory::{access_process_vm, fault_read_lock, touch, FaultError};
+use mm::mm_types::MmStruct;
 use mm::mmap::{
     mlock, mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 };
-use mm::mmap_lock::{
-    mmap_read_lock, mmap_read_lock_killable, mmap_write_lock, mmap_write_lock_killable,
-    MmapWriteGuard,
-};
+use mm::mmap_lock::MmapWriteGuard;
 use mm::page_alloc::{FramePool, Pfn};
 use mm::pgtable::PAGE_SIZE;
 use mm::sched;
@@ -41,16 +38,6 @@ pub fn ret_to_user() -> Step {
     } else {
         Ok(())
     }
-}
-
-/// Become a process with a fresh address space (`execve`). Returns the mm.
-pub fn exec_new_mm(make: impl FnOnce(u32) -> Arc<MmStruct>) -> Arc<MmStruct> {
-    let tgid = sched::with_current(|t| t.tgid());
-    let mm = make(tgid);
-    attach_mm(&mm);
-    // The creator's reference goes; the task's own (from attach_mm) remains.
-    mmput(&mm);
-    mm
 }
 
 /// `mmap` anonymous memory; `Exit` on EINTR (killed while waiting for `mmap_lock`).
@@ -216,10 +203,7 @@ pub fn io_wait_ms(ms: u64) {
 /// L2). The read lock is taken as the fault path takes it (per the `read_lock` knob).
 pub fn fault_stalled_on_io(mm: &MmStruct, ms: u64) -> Step {
     {
-        let _g = match mm.knobs().read_lock {
-            LockWait::Uninterruptible => mmap_read_lock(mm),
-            LockWait::Killable => mmap_read_lock_killable(mm).map_err(|_| Exit)?,
-        };
+        let _g = fault_read_lock(mm).map_err(|_| Exit)?;
         io_wait_ms(ms);
     }
     ret_to_user()
@@ -229,10 +213,7 @@ pub fn fault_stalled_on_io(mm: &MmStruct, ms: u64) -> Step {
 /// `mmap_write_lock()` per the `write_lock` knob, as the emulated mmap/munmap/mprotect/mlock
 /// take it. `Exit` when the killable wait was ended by SIGKILL (EINTR, then the task dies).
 pub fn syscall_write_lock(mm: &MmStruct) -> Step<MmapWriteGuard<'_>> {
-    match mm.knobs().write_lock {
-        LockWait::Uninterruptible => Ok(mmap_write_lock(mm)),
-        LockWait::Killable => mmap_write_lock_killable(mm).map_err(|_| Exit),
-    }
+    mm::mmap::syscall_write_lock(mm).map_err(|_| Exit)
 }
 
 /// A syscall that holds `mmap_lock` for write across a `ms` uninterruptible wait (e.g. a

@@ -11,12 +11,13 @@
 
 use crate::errno::Errno;
 use crate::gfp::Gfp;
+use crate::locking::rwsem::Killed;
 use crate::mm_types::vm;
 use crate::mm_types::{
     add_mm_counter, LockWait, MmStruct, Vma, VmaTree, MMF_OOM_SKIP, MMF_OOM_VICTIM, MMF_UNSTABLE,
 };
 use crate::mmap_lock::{
-    mmap_read_lock, mmap_read_lock_killable, mmap_read_trylock, mmap_write_lock,
+    mmap_read_lock, mmap_read_lock_killable, mmap_read_trylock, mmap_write_lock, MmapReadGuard,
 };
 use crate::pgtable::{Pte, PAGE_SIZE, TASK_SIZE};
 use crate::sched;
@@ -143,6 +144,18 @@ fn access_ok(vma: &Vma, write: bool) -> bool {
     }
 }
 
+/// The fault path's blocking `mmap_lock` read wait, after its trylock failed: `down_read()`
+/// (x86 `__do_page_fault()`, before v6.5) or `mmap_read_lock_killable()` (v6.5
+/// `lock_mm_and_find_vma()`, eda0047296a1) per the machine's `read_lock` knob. The one place
+/// that dispatches on the knob; a kernel path that waits like a fault (e.g. `filemap_fault()`
+/// waiting for I/O) takes the lock through it too.
+pub fn fault_read_lock(mm: &MmStruct) -> Result<MmapReadGuard<'_>, Killed> {
+    match mm.knobs.read_lock {
+        LockWait::Uninterruptible => Ok(mmap_read_lock(mm)),
+        LockWait::Killable => mmap_read_lock_killable(mm),
+    }
+}
+
 /// A user-mode page fault on `addr` of `mm` (the current task's address space).
 ///
 /// Models x86 `__do_page_fault()` (v4.7): `down_read_trylock`, falling back to `down_read`
@@ -157,10 +170,7 @@ pub fn handle_page_fault(mm: &MmStruct, addr: u64, write: bool) -> Result<(), Fa
     }
     let guard = match mmap_read_trylock(mm) {
         Some(g) => g,
-        None => match mm.knobs.read_lock {
-            LockWait::Uninterruptible => mmap_read_lock(mm),
-            LockWait::Killable => mmap_read_lock_killable(mm).map_err(|_| FaultError::Killed)?,
-        },
+        None => fault_read_lock(mm).map_err(|Killed| FaultError::Killed)?,
     };
     let Some(vma) = guard.vma_at(addr) else {
         return Err(FaultError::Segv);

@@ -55,19 +55,6 @@ impl LockWait {
     }
 }
 
-impl std::str::FromStr for LockWait {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "uninterruptible" => Ok(LockWait::Uninterruptible),
-            "killable" => Ok(LockWait::Killable),
-            _ => Err(format!(
-                "invalid lock wait '{s}' (expected killable or uninterruptible)"
-            )),
-        }
-    }
-}
-
 /// Kernel knobs that address spaces follow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MmKnobs {

@@ -59,8 +59,11 @@ fn prot_to_vm(prot: u32) -> u64 {
     f
 }
 
-/// `mmap_write_lock_killable()` or `mmap_write_lock()` per the knob.
-fn write_lock(mm: &MmStruct) -> Result<MmapWriteGuard<'_>, Errno> {
+/// `mmap_lock` for write at the entry of an mm syscall: `mmap_write_lock_killable()` (v4.7,
+/// dc0ef0df7b6a: mmap, munmap, mprotect, mlock, brk, mremap, madvise, ... return `-EINTR`) or
+/// `mmap_write_lock()` (before) per the machine's `write_lock` knob. The one place that
+/// dispatches on the knob; syscall paths of workloads take the lock through it too.
+pub fn syscall_write_lock(mm: &MmStruct) -> Result<MmapWriteGuard<'_>, Errno> {
     match mm.knobs.write_lock {
         LockWait::Killable => mmap_write_lock_killable(mm).map_err(|_| Errno::EINTR),
         LockWait::Uninterruptible => Ok(mmap_write_lock(mm)),
@@ -120,7 +123,7 @@ pub fn mmap(mm: &MmStruct, addr: u64, len: u64, prot: u32, flags: u32) -> Result
         flags_vm |= vm::VM_LOCKED;
     }
 
-    let mut g = write_lock(mm)?;
+    let mut g = syscall_write_lock(mm)?;
     let start = if fixed {
         if g.overlapping(addr, addr + len).next().is_some() {
             if flags & MAP_FIXED_NOREPLACE != 0 {
@@ -196,7 +199,7 @@ fn munmap_range(addr: u64, len: u64) -> Result<u64, Errno> {
 /// user address space; unmapping a hole is not an error.
 pub fn munmap(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
     let end = munmap_range(addr, len)?;
-    let mut g = write_lock(mm)?;
+    let mut g = syscall_write_lock(mm)?;
     unmap_locked(mm, &mut g, addr, end);
     mm.update_total_vm(&g);
     Ok(())
@@ -224,7 +227,7 @@ pub fn mprotect(mm: &MmStruct, addr: u64, len: u64, prot: u32) -> Result<(), Err
     if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
         return Err(Errno::EINVAL);
     }
-    let mut g = write_lock(mm)?;
+    let mut g = syscall_write_lock(mm)?;
     if !g.covers(addr, end) {
         return Err(Errno::ENOMEM);
     }
@@ -258,7 +261,7 @@ pub fn mlock(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
         return Ok(());
     };
     {
-        let mut g = write_lock(mm)?;
+        let mut g = syscall_write_lock(mm)?;
         if !g.covers(start, end) {
             return Err(Errno::ENOMEM);
         }
@@ -278,7 +281,7 @@ pub fn munlock(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
     let Some((start, end)) = mlock_range(addr, len)? else {
         return Ok(());
     };
-    let mut g = write_lock(mm)?;
+    let mut g = syscall_write_lock(mm)?;
     if !g.covers(start, end) {
         return Err(Errno::ENOMEM);
     }

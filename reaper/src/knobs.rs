@@ -91,9 +91,9 @@ fn lock_wait(v: &str) -> LockWait {
     }
 }
 
-fn number<T: std::str::FromStr>(v: &str, lo: T, hi: T) -> Result<T, String>
+fn number<T>(v: &str, lo: T, hi: T) -> Result<T, String>
 where
-    T: PartialOrd + fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
     let n: T = v
         .parse()

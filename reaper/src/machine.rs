@@ -369,7 +369,6 @@ impl<E: Executor> Machine<E> {
             bytes: cfg.memory_bytes,
             poison: cfg.poison,
             reclaim_cost_ns: cfg.reclaim_cost_ns,
-            ..PoolConfig::default()
         })?;
         let tasks = exec.tasks().clone();
         let log = Arc::new(KernelLog::default());

@@ -55,19 +55,6 @@ impl VictimGoneRule {
     }
 }
 
-impl std::str::FromStr for VictimGoneRule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "mm-teardown" => Ok(VictimGoneRule::MmTeardown),
-            "process-released" => Ok(VictimGoneRule::ProcessReleased),
-            _ => Err(format!(
-                "invalid victim-gone rule '{s}' (expected mm-teardown or process-released)"
-            )),
-        }
-    }
-}
-
 /// The OOM sysctls and knobs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OomConfig {

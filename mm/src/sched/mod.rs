@@ -125,6 +125,7 @@ pub fn flush_signals() {
 /// As `__schedule()` does, a task whose state accepts a pending signal does not sleep: its
 /// state is reset to TASK_RUNNING and `schedule()` returns at once.
 pub fn schedule() {
+    crate::sync::might_sleep();
     with_current(|t| {
         let s = t.state.load(Ordering::SeqCst);
         if s == TASK_RUNNING {
@@ -143,6 +144,7 @@ pub fn schedule() {
 /// `schedule_timeout()`: sleep in the current state for at most `timeout` jiffies; returns the
 /// jiffies left (0 when the timer fired). `MAX_SCHEDULE_TIMEOUT` sleeps without a timer.
 pub fn schedule_timeout(timeout: u64) -> u64 {
+    crate::sync::might_sleep();
     if timeout == MAX_SCHEDULE_TIMEOUT {
         schedule();
         return MAX_SCHEDULE_TIMEOUT;
@@ -217,6 +219,7 @@ pub fn try_to_wake_up(t: &Task, mask: u32) -> bool {
 /// threads executor leaves preemption to the host scheduler.
 #[inline]
 pub fn cond_resched() {
+    crate::sync::might_sleep();
     with_current(yield_now)
 }
 

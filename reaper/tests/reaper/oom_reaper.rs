@@ -1,13 +1,10 @@
-#![cfg(not(oomlab_loom))]
 //! Rule tests of the oom_reaper kthread (docs/oom-rules.md §4.2, §5, M6) on the sim executor:
 //! a successful reap, the read-trylock defeated by a queued writer (exactly `retries`
 //! attempts `interval` apart, then "unable to reap" and MMF_OOM_SKIP anyway), the exit path
 //! getting there first, unreapable VMAs, the start delay of ≥ 5.18, LIFO order, per-mm
 //! deduplication, and reaper + exit never freeing a frame twice.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mm::memory::mmput;
 use mm::mm_types::{
     LockWait, MmKnobs, MmStruct, MMF_OOM_SKIP, MMF_OOM_VICTIM, MMF_TORN_DOWN, MMF_UNSTABLE,

@@ -1,4 +1,3 @@
-#![cfg(not(oomlab_loom))]
 //! Rule tests of the livelock watchdog (docs/oom-rules.md §8 M8, issue 4 "Livelock watchdog and
 //! recovery") on the sim executor: a livelock is declared only after a full window with a
 //! memory waiter and no progress, never while progress happens or nobody waits; stalled
@@ -7,9 +6,7 @@
 //! allocator, the pending victim, the victim threads' lock, mode and killability, and the
 //! holder; the sysrq-f recovery kills a new process, is counted, and every run ends.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mm::gfp::Gfp;
 use mm::memory::access_process_vm;
 use mm::mm_types::{LockWait, MmKnobs, MMF_TORN_DOWN};

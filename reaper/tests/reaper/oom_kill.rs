@@ -1,13 +1,10 @@
-#![cfg(not(oomlab_loom))]
 //! Rule tests of the OOM killer (mm/oom_kill.c, v4.19 logic, v5.x log wording) on the sim
 //! executor: `oom_badness`, the order of checks in `out_of_memory` (docs/oom-rules.md §2.1), the
 //! abort rule (§3.3, M4) with both `victim_gone_rule`s, and `oom_kill_process` with its log
 //! lines (§4.1, §7). Each test names the rule it pins; each assertion would fail if that rule
 //! were broken.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use mm::gfp::Gfp;
 use mm::memory::mmput;
 use mm::mm_types::{

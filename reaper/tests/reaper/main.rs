@@ -1,0 +1,8 @@
+//! The reaper crate's integration tests, one binary (one link): rule tests of the OOM killer,
+//! the oom_reaper and the livelock watchdog on a real machine booted on the sim executor.
+#![cfg(not(oomlab_loom))]
+
+mod common;
+mod oom_kill;
+mod oom_reaper;
+mod watchdog;
