@@ -95,6 +95,8 @@ pub struct Report {
     pub stalled_episodes: u64,
     pub livelock_chains: Vec<LivelockReport>,
     pub victims: Vec<VictimRecord>,
+    /// Victims too old to be kept in `victims` (a long run keeps the most recent 100,000).
+    pub victims_dropped: u64,
     /// Kill → reclaim of every killed victim whose memory came back, ns.
     pub kill_to_reclaim_ns: Vec<u64>,
     pub frames: FrameAccounting,
@@ -138,11 +140,12 @@ impl Report {
             ),
             None => (0, 0, Vec::new()),
         };
-        let victims = k.oom.victims();
+        let (records, victims_dropped) = k.oom.victim_records();
         let victim_locks = if f.tasks_left.is_empty() {
             Vec::new()
         } else {
-            victims
+            k.oom
+                .victims()
                 .iter()
                 .map(|v| {
                     let raw = v.mm.mmap_lock.raw();
@@ -189,17 +192,21 @@ impl Report {
             livelocks,
             stalled_episodes,
             livelock_chains,
-            victims: victims
+            kill_to_reclaim_ns: records
                 .iter()
+                .filter_map(|r| r.kill_to_reclaim_ns)
+                .collect(),
+            victims: records
+                .into_iter()
                 .map(|v| VictimRecord {
                     pid: v.tgid,
-                    comm: v.comm.clone(),
+                    comm: v.comm,
                     killed: v.killed,
                     sysrq: v.by_sysrq,
                     at_ns: v.marked_ns,
                 })
                 .collect(),
-            kill_to_reclaim_ns: k.kill_to_reclaim_ns(),
+            victims_dropped,
             frames: f.frames,
             frames_leaked: f.frames_leaked,
             tasks_left: f.tasks_left.clone(),
@@ -265,6 +272,9 @@ impl Report {
         }
         if let Verdict::EmulatorBug { what } = &self.verdict {
             v["emulator_bug"] = json!(what);
+        }
+        if self.victims_dropped > 0 {
+            v["victims_dropped"] = json!(self.victims_dropped);
         }
         v
     }

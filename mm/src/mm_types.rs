@@ -274,6 +274,8 @@ pub struct MmStruct {
     name: Arc<str>,
     /// Emulated ns + 1 when `exit_mmap()` finished; 0 before.
     torn_down_ns: AtomicU64,
+    /// Emulated ns + 1 when the oom_reaper finished reaping it; 0 before.
+    reaped_ns: AtomicU64,
     /// `mm->total_vm` in pages (updated under the write lock; read without it).
     total_vm: AtomicU64,
 }
@@ -310,6 +312,7 @@ impl MmStruct {
             knobs,
             name,
             torn_down_ns: AtomicU64::new(0),
+            reaped_ns: AtomicU64::new(0),
             total_vm: AtomicU64::new(0),
         })
     }
@@ -384,6 +387,28 @@ impl MmStruct {
         };
         self.torn_down_ns.store(now + 1, Ordering::SeqCst);
         self.set_flag(MMF_TORN_DOWN);
+    }
+    /// When the oom_reaper finished reaping it (emulated ns), if it did. Emulator
+    /// bookkeeping (the kernel keeps no such time) for kill → reclaim.
+    pub fn reaped_ns(&self) -> Option<u64> {
+        match self.reaped_ns.load(Ordering::SeqCst) {
+            0 => None,
+            v => Some(v - 1),
+        }
+    }
+    /// Record that the oom_reaper reaped this address space at `now_ns` (the first time counts).
+    pub fn set_reaped(&self, now_ns: u64) {
+        let _ = self
+            .reaped_ns
+            .compare_exchange(0, now_ns + 1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    /// When its memory came back after an OOM kill: the earlier of the oom_reaper's reap and
+    /// the end of `exit_mmap()`.
+    pub fn reclaimed_ns(&self) -> Option<u64> {
+        match (self.reaped_ns(), self.torn_down_ns()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     /// `mm_users`.
     pub fn mm_users(&self) -> i32 {

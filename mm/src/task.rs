@@ -513,7 +513,8 @@ pub enum CloneKind {
 pub enum CloneError {
     /// The thread group does not exist (or is exiting, as `copy_process` refuses then).
     NoSuchProcess(Tgid),
-    /// EAGAIN: the host could not provide a thread for the task (threads executor).
+    /// EAGAIN: no pid is free below `pid_max`, or the host could not provide a thread for
+    /// the task (threads executor).
     Again,
 }
 
@@ -527,8 +528,19 @@ impl fmt::Display for CloneError {
 }
 impl std::error::Error for CloneError {}
 
+/// `PID_MAX_DEFAULT` (include/linux/threads.h): `/proc/sys/kernel/pid_max` by default.
+pub const PID_MAX_DEFAULT: u32 = 0x8000;
+/// `RESERVED_PIDS` (kernel/pid.c): where pid allocation wraps to.
+pub const RESERVED_PIDS: u32 = 300;
+
 /// The process list (`init_task.tasks` + the pid hash): what `for_each_process` and the
-/// OOM killer iterate. Pids are allocated sequentially from 1, never reused within a run.
+/// OOM killer iterate.
+///
+/// Pids are allocated as `alloc_pid()` does since v4.15 (`idr_alloc_cyclic(&ns->idr, NULL,
+/// pid_min, pid_max)`): the next free number after the last one handed out, from 1 at boot;
+/// past `pid_max - 1` the search wraps to `RESERVED_PIDS`; a number is free when neither a
+/// task nor a thread group (a process whose leader exited) holds it. All taken: `EAGAIN`.
+/// So a run of any length reuses the pids of reaped tasks, as a long-running kernel does.
 pub struct TaskList {
     inner: parking_lot::Mutex<TaskListInner>,
 }
@@ -537,9 +549,31 @@ pub struct TaskList {
 struct TaskListInner {
     /// Lock events of exited tasks.
     retired_events: crate::locking::lock_events::LockEvents,
+    /// Where the next pid search starts (`idr_next`).
     next_pid: u32,
+    /// `pid_max`.
+    pid_max: u32,
     tasks: BTreeMap<Tid, Arc<Task>>,
     groups: BTreeMap<Tgid, Arc<ThreadGroup>>,
+}
+
+impl TaskListInner {
+    /// `alloc_pid()`'s number: cyclic from `next_pid`, wrapping to `RESERVED_PIDS`.
+    fn alloc_pid(&mut self) -> Result<Tid, CloneError> {
+        let span = self.pid_max - RESERVED_PIDS;
+        let mut pid = self.next_pid;
+        for _ in 0..=span {
+            if pid >= self.pid_max {
+                pid = RESERVED_PIDS;
+            }
+            if !self.tasks.contains_key(&pid) && !self.groups.contains_key(&pid) {
+                self.next_pid = pid + 1;
+                return Ok(pid);
+            }
+            pid += 1;
+        }
+        Err(CloneError::Again)
+    }
 }
 
 impl Default for TaskList {
@@ -550,9 +584,17 @@ impl Default for TaskList {
 
 impl TaskList {
     pub fn new() -> Self {
+        Self::with_pid_max(PID_MAX_DEFAULT)
+    }
+
+    /// A process list whose pids stay below `pid_max` (`/proc/sys/kernel/pid_max`; at least
+    /// `RESERVED_PIDS + 1`).
+    pub fn with_pid_max(pid_max: u32) -> Self {
+        assert!(pid_max > RESERVED_PIDS, "pid_max must exceed RESERVED_PIDS");
         TaskList {
             inner: parking_lot::Mutex::new(TaskListInner {
                 next_pid: 1,
+                pid_max,
                 ..Default::default()
             }),
         }
@@ -578,8 +620,7 @@ impl TaskList {
                 if grp.group_exit() {
                     return Err(CloneError::NoSuchProcess(*tgid));
                 }
-                let tid = g.next_pid;
-                g.next_pid += 1;
+                let tid = g.alloc_pid()?;
                 let task = Task::new(tid, grp.clone(), exec(tid));
                 // CLONE_THREAD implies CLONE_VM: share the group's address space (copy_mm).
                 if let Some(mm) = threads.iter().find_map(|t| t.mm()) {
@@ -593,8 +634,7 @@ impl TaskList {
                 Ok(task)
             }
             CloneKind::Process { comm } => {
-                let tid = g.next_pid;
-                g.next_pid += 1;
+                let tid = g.alloc_pid()?;
                 let grp = Arc::new(ThreadGroup {
                     tgid: tid,
                     comm: Arc::from(comm.as_str()),
@@ -613,7 +653,8 @@ impl TaskList {
         }
     }
 
-    /// `release_task()`: unlink an exited task; the process goes with its last thread.
+    /// `release_task()`: unlink an exited task (its pid is free again unless it leads a
+    /// process that still has threads); the process goes with its last thread.
     pub(crate) fn release(&self, t: &Task) {
         let mut g = self.inner.lock();
         g.tasks.remove(&t.tid);

@@ -1177,3 +1177,72 @@ fn schedule_aborted_by_pending_signal_is_still_a_scheduling_point() {
          schedule() with a pending signal is not a scheduling point on the sim executor"
     );
 }
+
+/// Pids are allocated as `alloc_pid()` does (cyclic, wrapping to `RESERVED_PIDS` past
+/// `pid_max - 1`, skipping numbers in use) so that a run of any length keeps creating tasks;
+/// the sim reuses the slots of exited tasks, so its bookkeeping stays as large as the most
+/// tasks alive at once.
+#[test]
+fn pids_wrap_to_reserved_pids_skipping_those_in_use_and_slots_are_reused() {
+    use mm::task::{CloneError, CloneKind, RESERVED_PIDS};
+    let mut sim = Sim::new(SimConfig {
+        pid_max: RESERVED_PIDS + 10,
+        ..Default::default()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    // A task that runs until `stop`, or one that exits at once.
+    let body = |lives: bool| {
+        let stop = stop.clone();
+        move || {
+            while lives && !stop.load(Ordering::SeqCst) {
+                schedule_timeout_interruptible(1);
+            }
+        }
+    };
+    let proc = || CloneKind::Process { comm: "p".into() };
+    let keeper = sim.spawn(proc(), body(true)).unwrap();
+    assert_eq!(keeper.tid(), 1);
+    let mut seen = Vec::new();
+    for _ in 0..320 {
+        // The one that draws pid 303 after the wrap stays alive.
+        let lives = seen.len() == 308 + 3;
+        let t = sim.spawn(proc(), body(lives)).unwrap();
+        seen.push(t.tid());
+        if !lives {
+            let tid = t.tid();
+            assert_eq!(sim.run_until(|s| s.has_exited(tid)), SimOutcome::Stopped);
+        }
+    }
+    assert_eq!(
+        seen[..308],
+        (2..310).collect::<Vec<u32>>(),
+        "first pass from 1"
+    );
+    assert_eq!(
+        seen[308..312],
+        [300, 301, 302, 303],
+        "wrap to RESERVED_PIDS"
+    );
+    assert!(
+        seen[312..]
+            .iter()
+            .all(|&p| p != 303 && (300..310).contains(&p)),
+        "the live pids are skipped: {:?}",
+        &seen[312..]
+    );
+    assert!(sim.nr_slots() <= 3, "slots are reused: {}", sim.nr_slots());
+    // Take every free number: the next clone fails with EAGAIN, as alloc_pid() does.
+    let mut held = Vec::new();
+    let err = loop {
+        match sim.spawn(proc(), body(true)) {
+            Ok(t) => held.push(t.tid()),
+            Err(e) => break e,
+        }
+        assert!(held.len() <= 10);
+    };
+    assert_eq!(err, CloneError::Again);
+    held.sort_unstable();
+    assert_eq!(held, [300, 301, 302, 304, 305, 306, 307, 308, 309]);
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(sim.run(), SimOutcome::AllExited);
+}

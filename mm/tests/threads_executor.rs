@@ -567,3 +567,73 @@ fn join_after_a_task_panic_still_waits_for_the_other_tasks() {
         slow.tid()
     );
 }
+
+/// Regression (issue 13, `oomlab run` under `pids.max=200`): when the host refuses a thread,
+/// `copy_process()` fails after `copy_mm()` took an address-space reference. That reference
+/// must be dropped (`mmput()` in the kernel's `bad_fork_cleanup_mm` path); before the fix
+/// the address space outlived its users, `exit_mmap()` never ran and freeing its page tables
+/// found live PTEs (an emulator panic). Here the executor's thread cap stands in for the host.
+#[test]
+fn refused_clone_drops_its_mm_reference() {
+    use mm::memory::{attach_mm, mmput, touch};
+    use mm::mm_types::{MmKnobs, MmStruct};
+    use mm::mmap::{mmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    use mm::page_alloc::{FramePool, PoolConfig};
+    use mm::task::{CloneError, CloneKind};
+
+    let pool = FramePool::new(PoolConfig {
+        bytes: 4 << 20,
+        ..Default::default()
+    })
+    .unwrap();
+    let ex = ThreadsExecutor::new(ThreadsConfig {
+        max_threads: Some(2),
+        ..Default::default()
+    });
+    let results: Arc<parking_lot::Mutex<Vec<Result<(), CloneError>>>> = Default::default();
+    let (p2, r2) = (pool.clone(), results.clone());
+    ex.spawn(CloneKind::Process { comm: "p".into() }, move || {
+        let mm = MmStruct::new(&p2, MmKnobs::default(), "pid 1");
+        attach_mm(&mm);
+        mmput(&mm);
+        let a = mmap(
+            &mm,
+            0,
+            16 * 4096,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+        )
+        .unwrap();
+        for i in 0..16 {
+            touch(&mm, a + i * 4096, true, 1).unwrap();
+        }
+        let tgid = current().tgid();
+        let hold = Arc::new(AtomicBool::new(true));
+        for _ in 0..3 {
+            let h = hold.clone();
+            let r = sched::spawn(CloneKind::Thread { tgid }, move || {
+                while h.load(Ordering::SeqCst) {
+                    schedule_timeout_interruptible(1);
+                }
+            });
+            r2.lock().push(r.map(|_| ()));
+        }
+        hold.store(false, Ordering::SeqCst);
+    })
+    .unwrap();
+    finish(&ex, "the process and its threads exit");
+    assert_eq!(
+        *results.lock(),
+        vec![Ok(()), Err(CloneError::Again), Err(CloneError::Again)],
+        "the cap (2 threads: the process and one clone) refuses the rest with EAGAIN"
+    );
+    assert_eq!(ex.spawns_refused(), 2);
+    drop(ex);
+    pool.check_conservation().unwrap();
+    let a = pool.accounting();
+    assert_eq!(
+        a.allocated + a.mapped,
+        0,
+        "the address space was torn down: {a}"
+    );
+}

@@ -17,7 +17,7 @@ use crate::oom_kill::{Oom, OomConfig};
 use crate::oom_reaper::{ReaperConfig, ReaperQueue};
 use crate::watchdog::{Watchdog, WatchdogConfig};
 use mm::memory::{attach_mm, mmput};
-use mm::mm_types::{LockWait, MmKnobs, MmStruct, MMF_TORN_DOWN};
+use mm::mm_types::{LockWait, MmKnobs, MmStruct};
 use mm::page_alloc::{FrameAccounting, FramePool, OomKiller, PoolConfig, PoolError};
 use mm::sched::{self, Executor, RunStop};
 use mm::task::{state, CloneError, CloneKind, Task, TaskList, Tid};
@@ -201,34 +201,15 @@ impl Kernel {
     }
 
     /// Kill → reclaim time of every OOM-killed victim whose memory came back, ns of the
-    /// executor's clock: from the kill to the earlier of a successful reap and the teardown
-    /// of its address space. Victims still pending (or only skipped) are left out.
+    /// executor's clock, in kill order: from the kill to the earlier of a successful reap and
+    /// the teardown of its address space ([`crate::oom_kill::Victim::kill_to_reclaim_ns`]).
+    /// Victims still pending (or only skipped) are left out.
     pub fn kill_to_reclaim_ns(&self) -> Vec<u64> {
-        let reap_times = self
-            .reaper
-            .as_ref()
-            .map(|r| r.reap_times())
-            .unwrap_or_default();
         self.oom
-            .victims()
+            .victim_records()
+            .0
             .iter()
-            .filter(|v| v.killed)
-            .filter_map(|v| {
-                let reaped = reap_times
-                    .iter()
-                    .filter(|(t, at)| *t == v.tgid && *at >= v.marked_ns)
-                    .map(|(_, at)| *at)
-                    .min();
-                let torn =
-                    v.mm.test_flag(MMF_TORN_DOWN)
-                        .then(|| v.mm.torn_down_ns())
-                        .flatten();
-                let at = match (reaped, torn) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }?;
-                Some(at.saturating_sub(v.marked_ns))
-            })
+            .filter_map(|r| r.kill_to_reclaim_ns)
             .collect()
     }
 

@@ -103,6 +103,86 @@ impl Victim {
     pub fn resolved(&self) -> bool {
         self.mm.test_flag(MMF_OOM_SKIP) || self.mm.test_flag(MMF_TORN_DOWN)
     }
+
+    /// Kill → reclaim: from the kill to the earlier of the oom_reaper's reap and the end of
+    /// `exit_mmap()`, ns; `None` for a self-marked task or while the memory is still held.
+    pub fn kill_to_reclaim_ns(&self) -> Option<u64> {
+        if !self.killed {
+            return None;
+        }
+        let at = self.mm.reclaimed_ns()?;
+        Some(at.saturating_sub(self.marked_ns))
+    }
+
+    fn record(&self, seq: u64) -> VictimRecord {
+        VictimRecord {
+            seq,
+            tgid: self.tgid,
+            comm: self.comm.clone(),
+            marked_ns: self.marked_ns,
+            killed: self.killed,
+            by_sysrq: self.by_sysrq,
+            kill_to_reclaim_ns: self.kill_to_reclaim_ns(),
+        }
+    }
+}
+
+/// A victim as the reports see it: plain values, no references into the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VictimRecord {
+    /// Order of marking (0 = first victim of the machine).
+    pub seq: u64,
+    pub tgid: Tgid,
+    pub comm: String,
+    pub marked_ns: u64,
+    pub killed: bool,
+    pub by_sysrq: bool,
+    /// [`Victim::kill_to_reclaim_ns`] (at the time the record was taken).
+    pub kill_to_reclaim_ns: Option<u64>,
+}
+
+/// Live victim entries kept before resolved ones are folded into records. Bounds the cost of
+/// the abort rule's scan and of the watchdog's per-tick look at the victims.
+const LIVE_VICTIMS_MAX: usize = 1024;
+/// Folded records kept (the most recent); older ones are counted, not kept. Bounds the
+/// memory of a run of any length.
+const VICTIM_RECORDS_MAX: usize = 100_000;
+
+/// Every victim of a machine: live entries (with their address space and process) and the
+/// records of resolved victims folded out of them once there are more than
+/// [`LIVE_VICTIMS_MAX`].
+#[derive(Default)]
+struct VictimBook {
+    /// (seq, victim), in marking order.
+    live: Vec<(u64, Victim)>,
+    /// Folded records, ordered by seq.
+    folded: std::collections::BTreeMap<u64, VictimRecord>,
+    /// Records dropped past [`VICTIM_RECORDS_MAX`].
+    dropped: u64,
+    next_seq: u64,
+}
+
+impl VictimBook {
+    fn push(&mut self, v: Victim) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.live.push((seq, v));
+        if self.live.len() > LIVE_VICTIMS_MAX {
+            // Fold the victims whose memory came back (or that were skipped and whose process
+            // is gone): nothing about them can change any more.
+            let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.live)
+                .into_iter()
+                .partition(|(_, v)| v.mm.test_flag(MMF_TORN_DOWN) && v.group.threads().is_empty());
+            self.live = live;
+            for (seq, v) in done {
+                self.folded.insert(seq, v.record(seq));
+            }
+            while self.folded.len() > VICTIM_RECORDS_MAX {
+                self.folded.pop_first();
+                self.dropped += 1;
+            }
+        }
+    }
 }
 
 /// OOM counters (plain atomics; `src` exports them).
@@ -131,7 +211,7 @@ pub struct Oom {
     pool: Arc<FramePool>,
     log: Arc<KernelLog>,
     reaper: Option<Arc<ReaperQueue>>,
-    victims: Mutex<Vec<Victim>>,
+    victims: Mutex<VictimBook>,
     stats: OomStats,
     panicked: Mutex<Option<String>>,
     dump_rs: RateLimit,
@@ -156,7 +236,7 @@ impl Oom {
             pool,
             log,
             reaper,
-            victims: Mutex::new(Vec::new()),
+            victims: Mutex::new(VictimBook::default()),
             stats: OomStats::default(),
             panicked: Mutex::new(None),
             dump_rs: RateLimit::default(),
@@ -178,9 +258,30 @@ impl Oom {
     pub fn pool(&self) -> &Arc<FramePool> {
         &self.pool
     }
-    /// Every victim so far, in order.
+    /// The victims with live entries (all of them unless more than 1024 were marked), in
+    /// marking order.
     pub fn victims(&self) -> Vec<Victim> {
-        self.victims.lock().clone()
+        self.victims
+            .lock()
+            .live
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    /// A record of every victim so far in marking order (the most recent 100,000), and how
+    /// many older records were dropped.
+    pub fn victim_records(&self) -> (Vec<VictimRecord>, u64) {
+        let b = self.victims.lock();
+        let mut all: Vec<VictimRecord> = b.folded.values().cloned().collect();
+        all.extend(b.live.iter().map(|(seq, v)| v.record(*seq)));
+        all.sort_by_key(|r| r.seq);
+        (all, b.dropped)
+    }
+    /// Victims whose address space was reaped, skipped or torn down, so far (monotonic).
+    pub fn victims_resolved(&self) -> u64 {
+        let b = self.victims.lock();
+        (b.folded.len() as u64 + b.dropped)
+            + b.live.iter().filter(|(_, v)| v.resolved()).count() as u64
     }
     /// The emulated panic's message, once the machine panicked.
     pub fn panicked(&self) -> Option<String> {
@@ -302,7 +403,7 @@ impl Oom {
 
     /// Any victim mm neither torn down nor skipped (M4 `MmTeardown`).
     fn any_victim_mm_pending(&self) -> bool {
-        self.victims.lock().iter().any(|v| !v.resolved())
+        self.victims.lock().live.iter().any(|(_, v)| !v.resolved())
     }
 
     /// `select_bad_process()` / `oom_evaluate_task()` (v4.19). `Err(())` is the abort marker.

@@ -86,8 +86,6 @@ pub struct ReaperQueue {
     inner: Mutex<QueueInner>,
     stop: AtomicBool,
     stats: ReaperStats,
-    /// (victim tgid, emulated ns) of each successful reap, for kill→reclaim times.
-    reap_times: Mutex<Vec<(Tgid, u64)>>,
 }
 
 impl ReaperQueue {
@@ -103,7 +101,6 @@ impl ReaperQueue {
             }),
             stop: AtomicBool::new(false),
             stats: ReaperStats::default(),
-            reap_times: Mutex::new(Vec::new()),
         })
     }
 
@@ -112,10 +109,6 @@ impl ReaperQueue {
     }
     pub fn stats(&self) -> &ReaperStats {
         &self.stats
-    }
-    /// When each victim was reaped.
-    pub fn reap_times(&self) -> Vec<(Tgid, u64)> {
-        self.reap_times.lock().clone()
     }
     /// The reaper kthread, once it runs.
     pub fn task(&self) -> Option<Arc<mm::task::Task>> {
@@ -269,9 +262,7 @@ impl ReaperQueue {
         let n = mm::memory::oom_reap_task_mm(mm, &g);
         self.stats.pages_reaped.fetch_add(n, Ordering::Relaxed);
         self.stats.reaped.fetch_add(1, Ordering::Relaxed);
-        self.reap_times
-            .lock()
-            .push((req.tgid, sched::ktime_get_ns()));
+        mm.set_reaped(sched::ktime_get_ns());
         self.log.printk(format!(
             "oom_reaper: reaped process {} ({}), now anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB",
             req.tgid,

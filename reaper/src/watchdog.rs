@@ -92,7 +92,7 @@ pub struct Watchdog {
 struct Progress {
     slow_success: u64,
     kills: u64,
-    resolved: usize,
+    resolved: u64,
 }
 
 impl Watchdog {
@@ -130,7 +130,7 @@ impl Watchdog {
         Progress {
             slow_success: s.get(AllocStat::SlowpathSuccess),
             kills: self.oom.stats().oom_kill.load(Ordering::Relaxed),
-            resolved: self.oom.victims().iter().filter(|v| v.resolved()).count(),
+            resolved: self.oom.victims_resolved(),
         }
     }
 

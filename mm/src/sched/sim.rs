@@ -67,6 +67,8 @@ pub struct SimConfig {
     pub max_time_ns: u64,
     /// Record every step in [`Sim::trace`].
     pub trace: bool,
+    /// `/proc/sys/kernel/pid_max` of the machine ([`crate::task::TaskList::with_pid_max`]).
+    pub pid_max: u32,
 }
 
 impl Default for SimConfig {
@@ -79,6 +81,7 @@ impl Default for SimConfig {
             max_steps: 100_000_000,
             max_time_ns: 3_600 * 1_000_000_000,
             trace: false,
+            pid_max: crate::task::PID_MAX_DEFAULT,
         }
     }
 }
@@ -184,7 +187,11 @@ struct Inner {
     timers: BinaryHeap<Reverse<(u64, u64, usize, u64)>>,
     timer_gen: Vec<u64>,
     timer_seq: u64,
-    spawned: Vec<(Arc<Task>, TaskBody)>,
+    /// Slots of exited tasks, reused by new ones (LIFO: deterministic), so that a run of any
+    /// length keeps as many slots as it ever had live tasks.
+    free_slots: Vec<usize>,
+    /// Created and not yet adopted by [`Sim`]: (slot, task, body).
+    spawned: Vec<(usize, Arc<Task>, TaskBody)>,
 }
 
 /// A task's code, until its coroutine starts it.
@@ -250,16 +257,31 @@ impl SimShared {
         kind: CloneKind,
         f: Box<dyn FnOnce() + Send>,
     ) -> Result<Arc<Task>, CloneError> {
-        let t = self
+        let idx = {
+            let mut g = self.inner.lock();
+            match g.free_slots.pop() {
+                Some(i) => i,
+                None => {
+                    g.on_rq.push(false);
+                    g.timer_gen.push(0);
+                    g.on_rq.len() - 1
+                }
+            }
+        };
+        let t = match self
             .tasks
-            .create(&kind, |tid| ExecHandle::Sim(self.clone(), tid as usize - 1))?;
+            .create(&kind, |_| ExecHandle::Sim(self.clone(), idx))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                self.inner.lock().free_slots.push(idx);
+                return Err(e);
+            }
+        };
         let mut g = self.inner.lock();
-        let idx = t.tid() as usize - 1;
-        assert_eq!(g.on_rq.len(), idx, "sim task index out of step");
-        g.on_rq.push(true);
-        g.timer_gen.push(0);
+        g.on_rq[idx] = true;
         g.runq.push(idx);
-        g.spawned.push((t.clone(), f));
+        g.spawned.push((idx, t.clone(), f));
         Ok(t)
     }
 }
@@ -268,8 +290,11 @@ impl SimShared {
 pub struct Sim {
     cfg: SimConfig,
     shared: Arc<SimShared>,
+    /// By slot: the task that runs (or last ran) in it, and its coroutine while it lives.
     tasks: Vec<Arc<Task>>,
     cos: Vec<Option<Co>>,
+    /// Tid → slot, for the live tasks and the last occupant of every free slot.
+    by_tid: std::collections::HashMap<Tid, usize>,
     rng: Xoshiro256PlusPlus,
     steps: u64,
     live: usize,
@@ -289,9 +314,10 @@ impl Sim {
                 timers: BinaryHeap::new(),
                 timer_gen: Vec::new(),
                 timer_seq: 0,
+                free_slots: Vec::new(),
                 spawned: Vec::new(),
             }),
-            tasks: Arc::new(TaskList::new()),
+            tasks: Arc::new(TaskList::with_pid_max(cfg.pid_max)),
         });
         Sim {
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
@@ -299,6 +325,7 @@ impl Sim {
             shared,
             tasks: Vec::new(),
             cos: Vec::new(),
+            by_tid: std::collections::HashMap::new(),
             steps: 0,
             live: 0,
             trace: Vec::new(),
@@ -332,6 +359,10 @@ impl Sim {
     pub fn trace_hash(&self) -> u64 {
         self.trace_hash
     }
+    /// Task slots: the most tasks ever alive at once (slots of exited tasks are reused).
+    pub fn nr_slots(&self) -> usize {
+        self.cos.len()
+    }
     /// Tasks not yet exited.
     pub fn nr_live(&self) -> usize {
         self.live
@@ -351,7 +382,7 @@ impl Sim {
 
     fn adopt_spawned(&mut self) {
         let spawned = std::mem::take(&mut self.shared.inner.lock().spawned);
-        for (t, f) in spawned {
+        for (idx, t, f) in spawned {
             let stack = DefaultStack::new(self.cfg.stack_size).expect("allocating a sim stack");
             let co = Coroutine::with_stack(stack, move |y: &Yielder<(), Switch>, ()| {
                 YIELDER.with(|c| c.set(y as *const _));
@@ -359,19 +390,27 @@ impl Sim {
                 // do_exit(): release the address space in task context.
                 crate::memory::exit_mm();
             });
-            assert_eq!(self.cos.len(), t.tid() as usize - 1);
-            self.cos.push(Some(co));
-            self.tasks.push(t);
+            if idx == self.cos.len() {
+                self.cos.push(Some(co));
+                self.tasks.push(t.clone());
+            } else {
+                assert!(self.cos[idx].is_none(), "sim slot {idx} reused while live");
+                self.cos[idx] = Some(co);
+                let old = std::mem::replace(&mut self.tasks[idx], t.clone());
+                if self.by_tid.get(&old.tid()) == Some(&idx) {
+                    self.by_tid.remove(&old.tid());
+                }
+            }
+            self.by_tid.insert(t.tid(), idx);
             self.live += 1;
         }
     }
 
     fn idx_of(&self, tid: Tid) -> Result<usize, StepError> {
-        let idx = (tid as usize).wrapping_sub(1);
-        if idx >= self.tasks.len() {
-            return Err(StepError::NoSuchTask(tid));
-        }
-        Ok(idx)
+        self.by_tid
+            .get(&tid)
+            .copied()
+            .ok_or(StepError::NoSuchTask(tid))
     }
 
     /// The task sleeps (alive, not runnable).
@@ -494,7 +533,13 @@ impl Sim {
             CoroutineResult::Return(()) => {
                 self.cos[idx] = None;
                 self.live -= 1;
-                self.shared.inner.lock().on_rq[idx] = false;
+                {
+                    let mut g = self.shared.inner.lock();
+                    g.on_rq[idx] = false;
+                    // No timer of the old occupant may fire for the next one.
+                    g.timer_gen[idx] += 1;
+                    g.free_slots.push(idx);
+                }
                 task.mark_exited();
                 self.shared.tasks.release(&task);
                 StepResult::Exited

@@ -20,6 +20,10 @@ pub struct ThreadsConfig {
     pub hz: u32,
     /// Stack size of each task's OS thread, bytes.
     pub stack_size: usize,
+    /// At most this many task threads alive at once: a spawn beyond it fails as the host's
+    /// refusal does (`EAGAIN`, e.g. a pids cgroup's `pids.max`). `None`: only the host's limits.
+    /// Lets tests inject the refusal.
+    pub max_threads: Option<usize>,
 }
 
 impl Default for ThreadsConfig {
@@ -27,6 +31,7 @@ impl Default for ThreadsConfig {
         ThreadsConfig {
             hz: 1000,
             stack_size: 128 << 10,
+            max_threads: None,
         }
     }
 }
@@ -38,6 +43,11 @@ pub struct ThreadsShared {
     tasks: Arc<TaskList>,
     /// Tasks started and not yet exited, and the host's CPUs.
     live: std::sync::atomic::AtomicUsize,
+    /// Task threads created and not yet finished, and their cap ([`ThreadsConfig::max_threads`]).
+    threads: std::sync::atomic::AtomicUsize,
+    max_threads: usize,
+    /// Spawns the host (or the cap) refused.
+    refused: std::sync::atomic::AtomicU64,
     host_cpus: usize,
     handles: parking_lot::Mutex<Vec<JoinHandle<()>>>,
     /// Panics of tasks reaped early by `spawn_on`, re-raised by `join()`.
@@ -180,6 +190,9 @@ impl ThreadsExecutor {
                 stack_size: cfg.stack_size,
                 tasks: Arc::new(TaskList::new()),
                 live: std::sync::atomic::AtomicUsize::new(0),
+                threads: std::sync::atomic::AtomicUsize::new(0),
+                max_threads: cfg.max_threads.unwrap_or(usize::MAX),
+                refused: std::sync::atomic::AtomicU64::new(0),
                 host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 handles: parking_lot::Mutex::new(Vec::new()),
                 panics: parking_lot::Mutex::new(Vec::new()),
@@ -199,6 +212,11 @@ impl ThreadsExecutor {
         f: impl FnOnce() + Send + 'static,
     ) -> Result<Arc<Task>, CloneError> {
         spawn_on(&self.shared, kind, Box::new(f))
+    }
+
+    /// Spawns refused by the host (or by [`ThreadsConfig::max_threads`]) so far.
+    pub fn spawns_refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
     }
 
     /// Emulated time since the executor started, ns.
@@ -248,30 +266,43 @@ pub(crate) fn spawn_on(
         .create(&kind, |_| ExecHandle::Threads(shared.clone()))?;
     let t2 = task.clone();
     let sh = shared.clone();
-    let h = std::thread::Builder::new()
-        .name(format!("{}/{}", task.comm(), task.tid()))
-        .stack_size(shared.stack_size)
-        .spawn(move || {
-            struct Exit(Arc<Task>, Arc<ThreadsShared>);
-            impl Drop for Exit {
-                fn drop(&mut self) {
-                    self.1.live.fetch_sub(1, Ordering::Relaxed);
-                    super::set_current_ptr(std::ptr::null());
-                    self.0.mark_exited();
-                    self.1.tasks.release(&self.0);
+    let over_cap = shared.threads.fetch_add(1, Ordering::Relaxed) >= shared.max_threads;
+    let h = if over_cap {
+        Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+    } else {
+        std::thread::Builder::new()
+            .name(format!("{}/{}", task.comm(), task.tid()))
+            .stack_size(shared.stack_size)
+            .spawn(move || {
+                struct Exit(Arc<Task>, Arc<ThreadsShared>);
+                impl Drop for Exit {
+                    fn drop(&mut self) {
+                        self.1.live.fetch_sub(1, Ordering::Relaxed);
+                        self.1.threads.fetch_sub(1, Ordering::Relaxed);
+                        super::set_current_ptr(std::ptr::null());
+                        self.0.mark_exited();
+                        self.1.tasks.release(&self.0);
+                    }
                 }
-            }
-            sh.live.fetch_add(1, Ordering::Relaxed);
-            super::set_current_ptr(Arc::as_ptr(&t2));
-            let _exit = Exit(t2, sh);
-            f();
-            // do_exit(): release the address space in task context.
-            crate::memory::exit_mm();
-        });
+                sh.live.fetch_add(1, Ordering::Relaxed);
+                super::set_current_ptr(Arc::as_ptr(&t2));
+                let _exit = Exit(t2, sh);
+                f();
+                // do_exit(): release the address space in task context.
+                crate::memory::exit_mm();
+            })
+    };
     let h = match h {
         Ok(h) => h,
         Err(_) => {
-            // copy_process() failing late: unlink the task that never ran.
+            // copy_process() failing late (its bad_fork_cleanup_* path): the task never ran,
+            // so drop the address-space reference copy_mm() took (`mmput()`; the cloner
+            // still holds one, so this is never the last) and unlink the task.
+            shared.threads.fetch_sub(1, Ordering::Relaxed);
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(mm) = task.swap_mm(None) {
+                crate::memory::mmput(&mm);
+            }
             task.mark_exited();
             shared.tasks.release(&task);
             return Err(CloneError::Again);
