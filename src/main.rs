@@ -42,6 +42,8 @@ fn exit_status(v: &Verdict) -> u8 {
         Verdict::Panicked { .. } => EXIT_PANIC,
         Verdict::TimeLimit => EXIT_TIME_LIMIT,
         Verdict::Deadlock => EXIT_DEADLOCK,
+        // As a shell reports a process its signal ended: 130 for SIGINT, 143 for SIGTERM.
+        Verdict::Interrupted { signal } => 128 + *signal as u8,
         Verdict::EmulatorBug { .. } => EXIT_BUG,
     }
 }

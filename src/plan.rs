@@ -45,6 +45,7 @@ pub enum ScenarioCommand {
 }
 
 const MS: u64 = 1_000_000;
+#[cfg(test)]
 const SEC: u64 = 1_000_000_000;
 
 fn ns(d: Duration) -> u64 {
@@ -64,7 +65,7 @@ fn apply_kernel(k: &KernelArgs, m: &mut MachineConfig) -> Result<(), UsageError>
 /// A frame pool of `bytes` can be built (large enough for its watermarks) and the host can
 /// hold it (it is pre-faulted real memory, on either executor). The pool's own checks then
 /// only fail for host reasons (a refused mapping: a runtime error, exit 1).
-fn check_memory(bytes: u64) -> Result<(), UsageError> {
+fn check_memory(bytes: u64, tasks: u64) -> Result<(), UsageError> {
     let frames = bytes / mm::pgtable::PAGE_SIZE;
     let w = mm::page_alloc::compute_watermarks(frames);
     if w.high * 2 > frames {
@@ -79,29 +80,38 @@ fn check_memory(bytes: u64) -> Result<(), UsageError> {
             reaper::units::format_size(min_bytes.unwrap_or(4 << 20))
         )));
     }
-    host::check_pool_fits(bytes)
+    host::check_pool_fits(bytes, tasks)
 }
+
+/// The shortest `--duration`: the load needs a few scheduler ticks to start its processes.
+const DURATION_MIN_NS: u64 = 100 * MS;
 
 /// Plan `oomlab run`.
 ///
-/// Time: `--duration` bounds the whole run, wind-down included. The load stops a reserve
-/// before the end (5% of the duration, between 50 ms and 3 s, at most half of it); the
-/// supervisor then gives the wind-down that reserve plus two livelock windows (so that the
-/// watchdog could still recover a stuck machine) before it gives up on the tasks left.
+/// Time: `--duration` bounds the run from the moment the load starts (the machine's boot
+/// before it is reported apart) to the verdict. The load stops a reserve before the end (5%
+/// of the bound, between 50 ms and 3 s); the wind-down has the reserve; tasks still alive at
+/// the bound are reported with the verdict.
 pub fn run(a: &RunArgs) -> Result<RunPlan, UsageError> {
     let mut machine = match a.executor {
         Executor::Threads => MachineConfig::threads(a.memory.0),
         Executor::Sim => MachineConfig::sim(a.memory.0),
     };
     apply_kernel(&a.kernel, &mut machine)?;
-    check_memory(a.memory.0)?;
     let duration_ns = ns(a.duration);
-    let reserve_ns = (duration_ns / 20)
-        .clamp(50 * MS, 3 * SEC)
-        .min(duration_ns / 2);
-    let load_end_ns = duration_ns - reserve_ns;
-    let drain_ns = reserve_ns.saturating_add(machine.livelock_window_ns().saturating_mul(2));
-    let load = LoadConfig::new(a.threads, a.seed, load_end_ns, drain_ns);
+    if duration_ns < DURATION_MIN_NS {
+        return Err(UsageError(format!(
+            "invalid value '{}' for '--duration <DURATION>': must be at least 100ms \
+             (the load needs a few scheduler ticks to start)",
+            reaper::units::format_duration(a.duration)
+        )));
+    }
+    let load = LoadConfig::new(a.threads, a.seed);
+    check_memory(a.memory.0, load.tasks())?;
+    if a.executor == Executor::Threads {
+        // The load's tasks, the supervisor and two kthreads, each an OS thread.
+        host::check_threads_fit(u64::from(a.threads), load.tasks() + 3)?;
+    }
     Ok(RunPlan {
         executor: a.executor,
         run: RunConfig {
@@ -109,6 +119,12 @@ pub fn run(a: &RunArgs) -> Result<RunPlan, UsageError> {
             load,
             seed: a.seed,
             duration_ns,
+            host_cpus: match a.executor {
+                Executor::Threads => {
+                    Some(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                }
+                Executor::Sim => None,
+            },
         },
     })
 }
@@ -129,7 +145,7 @@ pub fn scenario(a: &ScenarioArgs) -> Result<ScenarioCommand, UsageError> {
     let memory = a.memory.map_or(sc.memory_bytes, |b| b.0);
     let mut cfg = ScenarioConfig::new(memory);
     apply_kernel(&a.kernel, &mut cfg.machine)?;
-    check_memory(memory)?;
+    check_memory(memory, 64)?;
     cfg.seed = a.seed;
     cfg.max_time_ns = ns(a.time_limit);
     Ok(ScenarioCommand::Run(ScenarioPlan {
@@ -161,7 +177,7 @@ mod tests {
         let p = run_plan(&[]);
         assert_eq!(p.executor, Executor::Threads);
         assert_eq!(p.run.duration_ns, 60 * SEC);
-        assert_eq!(p.run.load.load_end_ns, 57 * SEC);
+        assert_eq!(p.run.load_ns(), 57 * SEC);
         let m = &p.run.machine;
         assert_eq!(m.livelock_window_ns(), 5 * SEC);
         assert_eq!(m.knobs.write_lock, LockWait::Killable);
@@ -213,7 +229,7 @@ mod tests {
         assert!(!m.oom.oom_dump_tasks);
         assert_eq!(m.oom.victim_gone_rule, VictimGoneRule::ProcessReleased);
         assert_eq!(m.livelock_window_ns(), 10 * SEC);
-        assert_eq!(p.run.load.load_end_ns, 950 * MS);
+        assert_eq!(p.run.load_ns(), 950 * MS);
         assert!(run_plan(&["--reaper", "off"])
             .run
             .machine
@@ -229,14 +245,13 @@ mod tests {
     }
 
     #[test]
-    fn short_runs_keep_half_for_the_load() {
-        assert_eq!(
-            run_plan(&["--duration", "60ms"]).run.load.load_end_ns,
-            30 * MS
-        );
-        assert_eq!(
-            run_plan(&["--duration", "3s"]).run.load.load_end_ns,
-            2850 * MS
-        );
+    fn durations_below_100ms_are_refused() {
+        let cli = Cli::try_parse_from(["oomlab", "run", "--duration", "99ms"]).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        let e = run(&a).unwrap_err().to_string();
+        assert!(e.contains("'99ms'") && e.contains("at least 100ms"), "{e}");
+        assert_eq!(run_plan(&["--duration", "100ms"]).run.load_ns(), 50 * MS);
     }
 }

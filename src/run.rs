@@ -1,33 +1,60 @@
-//! `oomlab run`: run the load generator on the chosen executor (`loadgen::load::run`, which
-//! boots the machine, drives the load, winds it down within `--duration` and finishes the
-//! machine with its one verdict), then print the report.
+//! `oomlab run`: boot the machine on the chosen executor, run the load generator within
+//! `--duration` (`loadgen::load::LoadRun`: the driver keeps the schedule, winds the load
+//! down and finishes the machine with its one verdict), and return the report.
+//!
+//! SIGINT, SIGTERM and SIGHUP end the run early: the handler only records the signal; the
+//! driver sees it, stops the load, winds it down and reports within 2 s (exit status
+//! 128 + the signal). The same signal again while that happens exits at once.
 
 use crate::cli::Executor;
 use crate::plan::RunPlan;
 use anyhow::Result;
+use loadgen::load::LoadRun;
 use loadgen::report::Report;
 use mm::sched::sim::{Sim, SimConfig};
 use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Slack of the sim's own time bound past the supervisor's: lets the kthreads finish a reaper
-/// retry cycle after the wind-down.
+/// Slack of the sim's own time bound past the run's: lets the kthreads finish a reaper retry
+/// cycle after the wind-down.
 const SIM_SLACK_NS: u64 = 60_000_000_000;
+
+/// The signal that asked the run to end (0: none).
+static INTERRUPT: AtomicI32 = AtomicI32::new(0);
+
+/// Record SIGINT, SIGTERM and SIGHUP in [`INTERRUPT`]; a second one exits at once.
+fn catch_signals() -> Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only does async-signal-safe work: an atomic swap and _exit.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                if INTERRUPT.swap(sig, Ordering::SeqCst) != 0 {
+                    signal_hook::low_level::exit(128 + sig);
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
 
 /// Run the plan and return its report.
 pub fn run(plan: &RunPlan) -> Result<Report> {
+    catch_signals()?;
     let r = match plan.executor {
         Executor::Threads => {
-            loadgen::load::run(ThreadsExecutor::new(ThreadsConfig::default()), &plan.run)
+            LoadRun::boot(ThreadsExecutor::new(ThreadsConfig::default()), &plan.run)?
+                .run(&INTERRUPT)
         }
-        Executor::Sim => loadgen::load::run(
+        Executor::Sim => LoadRun::boot(
             Sim::new(SimConfig {
                 seed: plan.run.seed,
-                max_time_ns: plan.run.hard_bound_ns().saturating_add(SIM_SLACK_NS),
+                max_time_ns: plan.run.duration_ns.saturating_add(SIM_SLACK_NS),
                 max_steps: u64::MAX,
                 ..SimConfig::default()
             }),
             &plan.run,
-        ),
+        )?
+        .run(&INTERRUPT),
     };
-    Ok(r?)
+    Ok(r)
 }

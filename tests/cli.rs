@@ -345,7 +345,7 @@ fn scenario_panic_on_oom_exits_3() {
 const RUN_ROWS: &[&str] = &[
     "ending",
     "duration",
-    "threads",
+    "tasks",
     "OOM kills",
     "oom_reaper",
     "livelocks",

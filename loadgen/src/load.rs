@@ -1,10 +1,11 @@
 //! The load generator of `oomlab run`: many threads faulting pages and doing mmap/munmap in
 //! tight loops until memory pressure sets in, remote readers that make the classic L1 chain
 //! (docs/oom-rules.md §6: a foreign task holds the victim's `mmap_lock` for read while it
-//! allocates), and a supervisor that respawns killed processes so the pressure keeps coming.
+//! allocates), a supervisor that respawns killed processes so the pressure keeps coming, and
+//! the driver that runs it all on either executor within the run's time bound.
 //!
-//! Shape of a run, on either executor (everything goes through the scheduler seam, so the
-//! sim executor replays it exactly from the seed):
+//! Shape of a run (everything emulated goes through the scheduler seam, so the sim executor
+//! replays it exactly from the seed):
 //!
 //! - **worker processes** (`worker-N`): `threads_per_process` threads sharing one address
 //!   space. Each thread loops: `mmap` a chunk of private anonymous memory, write every page
@@ -17,43 +18,51 @@
 //!   windows the way /proc/pid/mem or process_vm_writev do (`access_process_vm`): the
 //!   target's `mmap_lock` held for read while the untouched pages are allocated.
 //! - **the supervisor** (`loadgen`, a task without an address space, so never an OOM
-//!   candidate — like init restarting services): starts every process, respawns a process
-//!   once all its threads have exited, and at `load_end_ns` stops the load: sets the stop
-//!   flag the loops check, SIGKILLs what is left one tick later, and waits (at most
-//!   `drain_ns`) until every workload task has exited.
+//!   candidate — like init restarting services): starts every process and respawns a
+//!   process once all its threads have exited, until the load stops. Pids and threads are
+//!   recycled (the kernel's pid allocator, the threads executor's reaping of finished
+//!   threads), so a run of any length keeps the same pressure.
+//! - **the driver** ([`LoadRun::run`], on the thread that owns the executor, outside the
+//!   machine): it keeps the schedule, so that no emulated task — however starved of CPU —
+//!   can stretch the run. The load starts when the machine has booted (set-up is measured
+//!   apart); at `start + load_ns` (or at an interrupt) the driver sets the stop flag and
+//!   SIGKILLs every workload process; at `start + duration_ns` (or 2 s after an interrupt)
+//!   the run's verdict is taken, with whatever tasks are left listed.
 //!
-//! Respawns are bounded by a budget of tasks created over the whole run (`tasks_max`),
-//! released evenly over the load phase so that the pressure lasts until the end. The bound is
-//! the threads executor's: every task is an OS thread whose stack stays mapped until the
-//! executor joins it at the end of the run, two mappings each, under the host's
-//! `vm.max_map_count` (65530 by default).
+//! Counters are per worker thread ([`WorkerStats`]: plain atomics that only their thread
+//! writes, summed by whoever reads them), so every count is exact whatever ended the run, and
+//! every task the load started is counted once: stopped, killed, or left.
 //!
 //! Randomness: each thread has its own SplitMix64 stream derived from the run's seed and the
 //! thread's (slot, generation, index); nothing depends on host timing except, on the threads
 //! executor, the interleaving itself.
 //!
-//! This module does no I/O: the binary prints [`LoadReport`].
+//! This module does no I/O: the binary prints the [`Report`].
 
 use crate::report::{Report, Workload};
-use crate::user::{map, remote_write, sleep_ms, touch_pages, unmap, Exit, Step};
+use crate::user::{ret_to_user, sleep_ms, touch_pages_counting, Exit, Step};
+use mm::errno::Errno;
+use mm::memory::access_process_vm;
 use mm::mm_types::MmStruct;
+use mm::mmap::{mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use mm::page_alloc::PoolError;
 use mm::pgtable::PAGE_SIZE;
 use mm::sched::{self, Executor};
-use mm::task::{kill_thread_group, CloneKind, Signal, Tgid, ThreadGroup};
+use mm::task::{kill_thread_group, CloneError, CloneKind, Signal, Tgid, ThreadGroup};
 use parking_lot::Mutex;
-use reaper::machine::{Kernel, Machine, MachineConfig, WorkloadEnd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use reaper::machine::{Kernel, Machine, MachineConfig, Verdict, WorkloadEnd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Pages in a process's remote window.
 pub const WINDOW_PAGES: u64 = 64;
 /// Thread 0 of a worker process re-creates its remote window every this many iterations.
 pub const WINDOW_RECYCLE_EVERY: u64 = 64;
-/// Threads publish their counters every this many iterations.
-const FLUSH_EVERY: u64 = 64;
 /// The supervisor's period, ms.
 const SUPERVISOR_TICK_MS: u64 = 10;
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,22 +75,11 @@ pub struct LoadConfig {
     pub remote_readers: u32,
     /// Seed of every thread's random stream.
     pub seed: u64,
-    /// Executor time (ns since the executor started) at which the load stops.
-    pub load_end_ns: u64,
-    /// How long the wind-down may take before it is given up, ns.
-    pub drain_ns: u64,
-    /// Tasks the load may create over the whole run, initial ones included.
-    pub tasks_max: u64,
 }
 
-/// Default [`LoadConfig::tasks_max`]: 2 × 12288 thread-stack mappings stay well under the
-/// host's default `vm.max_map_count` of 65530.
-pub const TASKS_MAX: u64 = 12_288;
-
 impl LoadConfig {
-    /// `threads` workers, 16 per process, a remote reader per two worker processes (1..=8),
-    /// at most [`TASKS_MAX`] tasks created over the run.
-    pub fn new(threads: u32, seed: u64, load_end_ns: u64, drain_ns: u64) -> Self {
+    /// `threads` workers, 16 per process, a remote reader per two worker processes (1..=8).
+    pub fn new(threads: u32, seed: u64) -> Self {
         let threads = threads.max(1);
         let threads_per_process = 16.min(threads);
         let processes = threads.div_ceil(threads_per_process);
@@ -91,9 +89,6 @@ impl LoadConfig {
             threads_per_process,
             remote_readers,
             seed,
-            load_end_ns,
-            drain_ns,
-            tasks_max: TASKS_MAX,
         }
     }
 
@@ -102,19 +97,9 @@ impl LoadConfig {
         self.threads.div_ceil(self.threads_per_process)
     }
 
-    /// Tasks of the initial processes.
-    pub fn initial_tasks(&self) -> u64 {
+    /// Tasks of the load at full strength: every worker thread and reader.
+    pub fn tasks(&self) -> u64 {
         u64::from(self.threads + self.remote_readers)
-    }
-
-    /// Tasks the load may have created by executor time `now_ns`: the initial ones, plus the
-    /// rest of the budget released evenly until `load_end_ns`.
-    fn tasks_allowed(&self, now_ns: u64) -> u64 {
-        let initial = self.initial_tasks();
-        let rest = self.tasks_max.saturating_sub(initial) as u128;
-        let t = now_ns.min(self.load_end_ns) as u128;
-        let released = rest * t / (self.load_end_ns.max(1) as u128);
-        initial + released as u64
     }
 
     /// Threads of worker process `slot`.
@@ -124,23 +109,127 @@ impl LoadConfig {
     }
 }
 
-/// Load counters (plain atomics; threads add their local counts when they exit).
-#[derive(Default, Debug)]
-pub struct LoadStats {
-    pub processes_spawned: AtomicU64,
-    /// Tasks (threads) created, initial ones included.
-    pub tasks_spawned: AtomicU64,
-    pub respawns: AtomicU64,
+/// `oomlab run`, validated: the machine, the load, the seed and the time bound.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub machine: MachineConfig,
+    pub load: LoadConfig,
+    /// The seed of the workload (and of the sim executor's picker).
+    pub seed: u64,
+    /// The run's bound (`--duration`), executor time from the moment the load starts (the
+    /// machine's boot before it is measured apart) to the verdict.
+    pub duration_ns: u64,
+    /// The host CPUs the tasks share on the threads executor; `None` on the sim, where the
+    /// wind-down costs no host time.
+    pub host_cpus: Option<usize>,
+}
+
+/// Host CPU time a killed task needs to get to exit on the threads executor, ns: with more
+/// runnable threads than CPUs the host scheduler gives each a turn only every
+/// `threads × slice / CPUs` (EEVDF's base slice is 0.75 ms × (1 + log2 CPUs)), and every
+/// killed task needs one turn to see its SIGKILL and exit.
+const EXIT_TURN_NS: u64 = MS;
+
+impl RunConfig {
+    /// The wind-down's share of the bound: 5% of it (between 50 ms and 3 s), or, when more
+    /// tasks than that could get a host CPU turn each, `tasks × 1 ms / CPUs` (threads
+    /// executor); at most half of the bound.
+    pub fn winddown_ns(&self) -> u64 {
+        let share = (self.duration_ns / 20).clamp(50 * MS, 3 * SEC);
+        let turns = self.host_cpus.map_or(0, |cpus| {
+            self.load.tasks() * EXIT_TURN_NS / cpus.max(1) as u64
+        });
+        share.max(turns).min(self.duration_ns / 2)
+    }
+
+    /// How long the load runs before it is stopped.
+    pub fn load_ns(&self) -> u64 {
+        self.duration_ns - self.winddown_ns()
+    }
+}
+
+/// After an interrupt (SIGINT, SIGTERM, SIGHUP) the run winds down within this much executor
+/// time, and its kthreads get [`INTERRUPT_KTHREADS_NS`] to stop: the report comes within 2 s.
+pub const INTERRUPT_WINDDOWN_NS: u64 = 900 * MS;
+/// See [`INTERRUPT_WINDDOWN_NS`].
+pub const INTERRUPT_KTHREADS_NS: u64 = SEC;
+
+/// The work counters of one worker thread. Only that thread writes them (a plain load and
+/// store, no read-modify-write on the fault path); anyone may read them at any time, and once
+/// the thread is gone or asleep they are exact.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
     pub mmaps: AtomicU64,
     pub mmap_errors: AtomicU64,
     pub munmaps: AtomicU64,
     pub pages_touched: AtomicU64,
     pub remote_ok: AtomicU64,
     pub remote_failed: AtomicU64,
-    /// Threads that ended because they were killed (SIGKILL or a fatal fault).
-    pub threads_killed: AtomicU64,
-    /// Threads that ended at the stop flag.
-    pub threads_stopped: AtomicU64,
+}
+
+impl WorkerStats {
+    /// Add `n` (single writer: this thread).
+    #[inline]
+    fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    fn counters(&self) -> [&AtomicU64; 6] {
+        [
+            &self.mmaps,
+            &self.mmap_errors,
+            &self.munmaps,
+            &self.pages_touched,
+            &self.remote_ok,
+            &self.remote_failed,
+        ]
+    }
+}
+
+/// Work done, summed over every worker thread of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkTotals {
+    pub mmaps: u64,
+    pub mmap_errors: u64,
+    pub munmaps: u64,
+    pub pages_touched: u64,
+    pub remote_ok: u64,
+    pub remote_failed: u64,
+}
+
+impl WorkTotals {
+    fn add(&mut self, w: &WorkerStats) {
+        let v: Vec<u64> = w
+            .counters()
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        self.mmaps += v[0];
+        self.mmap_errors += v[1];
+        self.munmaps += v[2];
+        self.pages_touched += v[3];
+        self.remote_ok += v[4];
+        self.remote_failed += v[5];
+    }
+}
+
+/// How the tasks of the load ended: every task started is in exactly one of `stopped`,
+/// `killed` and `left`.
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    pub processes_started: AtomicU64,
+    pub respawns: AtomicU64,
+    /// Tasks created (processes and their threads).
+    pub tasks_started: AtomicU64,
+    /// Ended by the run's stop (the stop flag, or the wind-down's SIGKILL).
+    pub tasks_stopped: AtomicU64,
+    /// Ended during the load by SIGKILL (an OOM kill, a sysrq kill) or a fatal fault.
+    pub tasks_killed: AtomicU64,
+    /// Clones the host refused (`EAGAIN`: a thread limit such as `pids.max`).
+    pub clones_refused: AtomicU64,
+    /// Clones not made because the process was already being killed (`copy_process()`
+    /// refuses a thread into an exiting group): not tasks, not errors.
+    pub clones_into_dying: AtomicU64,
 }
 
 /// What the load did, for the report.
@@ -150,26 +239,24 @@ pub struct LoadReport {
     pub processes: u32,
     pub threads_per_process: u32,
     pub remote_readers: u32,
-    pub processes_spawned: u64,
-    pub tasks_spawned: u64,
-    pub tasks_max: u64,
-    pub respawns: u64,
-    pub mmaps: u64,
-    pub mmap_errors: u64,
-    pub munmaps: u64,
-    pub pages_touched: u64,
-    pub remote_ok: u64,
-    pub remote_failed: u64,
-    pub threads_killed: u64,
-    pub threads_stopped: u64,
-    /// Executor time at which the load was stopped, ns.
+    /// Executor time the machine's boot took before the load started, ns.
+    pub setup_ns: u64,
+    /// Executor time at which the load started, was stopped, and the wind-down ended, ns.
+    pub started_at_ns: u64,
     pub stopped_at_ns: u64,
-    /// Executor time at which the wind-down ended, ns.
     pub wound_down_at_ns: u64,
-    /// Workload processes still alive when the wind-down was given up (0 normally).
-    pub processes_left: usize,
-    /// The load stopped early because the machine panicked.
-    pub stopped_by_panic: bool,
+    /// The signal that interrupted the run, if one did.
+    pub interrupted_by: Option<i32>,
+    pub processes_started: u64,
+    pub respawns: u64,
+    pub tasks_started: u64,
+    pub tasks_stopped: u64,
+    pub tasks_killed: u64,
+    /// Tasks still alive at the end (`tasks_started - tasks_stopped - tasks_killed`).
+    pub tasks_left: u64,
+    pub clones_refused: u64,
+    pub clones_into_dying: u64,
+    pub work: WorkTotals,
 }
 
 /// A remote window published by a worker process.
@@ -194,175 +281,191 @@ struct Slot {
     group: Option<Arc<ThreadGroup>>,
 }
 
+impl Slot {
+    /// The slot's process still has threads.
+    fn alive(&self) -> bool {
+        self.group.as_ref().is_some_and(|g| !g.threads().is_empty())
+    }
+}
+
 /// A running load.
 pub struct Load {
     cfg: LoadConfig,
     /// The machine it runs on (its knobs, pool and OOM killer).
     kernel: Arc<Kernel>,
     stop: AtomicBool,
-    finished: AtomicBool,
-    stats: LoadStats,
+    /// The processes, by slot. Held only for a read or a store, never across a fork: the
+    /// driver takes it too, and a task thread preempted while holding it could keep it for
+    /// seconds on a crowded host.
+    slots: Mutex<Vec<Slot>>,
+    /// Workload tasks alive (started, not yet ended): what the driver's wind-down watches,
+    /// without a lock.
+    alive: AtomicU64,
+    tasks: TaskStats,
+    /// Counter blocks of the live worker threads, and the sum of the exited ones'.
+    workers: Mutex<(Vec<Arc<WorkerStats>>, WorkTotals)>,
     /// Remote windows by worker slot.
     windows: Mutex<Vec<Option<Window>>>,
     /// Per-thread resident-set target, pages (the fair share of the pool).
     fair_pages: u64,
-    report: Mutex<LoadReport>,
 }
 
 impl Load {
     /// A load for the machine of `kernel`.
     pub fn new(cfg: LoadConfig, kernel: Arc<Kernel>) -> Arc<Load> {
         let fair_pages = (kernel.pool.total_pages() / u64::from(cfg.threads)).max(4);
-        Arc::new(Load {
-            windows: Mutex::new(vec![None; cfg.processes() as usize]),
-            cfg,
-            kernel,
-            stop: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            stats: LoadStats::default(),
-            fair_pages,
-            report: Mutex::new(LoadReport::default()),
-        })
-    }
-
-    pub fn config(&self) -> &LoadConfig {
-        &self.cfg
-    }
-    pub fn stats(&self) -> &LoadStats {
-        &self.stats
-    }
-    /// The stop flag is set (the loops end at their next check).
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-    /// The supervisor has finished: the load is stopped and wound down (or given up on).
-    pub fn finished(&self) -> bool {
-        self.finished.load(Ordering::SeqCst)
-    }
-
-    /// The report; complete once [`Load::finished`].
-    pub fn report(&self) -> LoadReport {
-        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let s = &self.stats;
-        LoadReport {
-            threads: self.cfg.threads,
-            processes: self.cfg.processes(),
-            threads_per_process: self.cfg.threads_per_process,
-            remote_readers: self.cfg.remote_readers,
-            processes_spawned: ld(&s.processes_spawned),
-            tasks_spawned: ld(&s.tasks_spawned),
-            tasks_max: self.cfg.tasks_max,
-            respawns: ld(&s.respawns),
-            mmaps: ld(&s.mmaps),
-            mmap_errors: ld(&s.mmap_errors),
-            munmaps: ld(&s.munmaps),
-            pages_touched: ld(&s.pages_touched),
-            remote_ok: ld(&s.remote_ok),
-            remote_failed: ld(&s.remote_failed),
-            threads_killed: ld(&s.threads_killed),
-            threads_stopped: ld(&s.threads_stopped),
-            ..self.report.lock().clone()
-        }
-    }
-
-    /// The supervisor's body; run it in an emulated task without an address space.
-    pub fn supervise(self: &Arc<Self>) {
-        let mut slots: Vec<Slot> = (0..self.cfg.processes() as usize)
+        let slots = (0..cfg.processes() as usize)
             .map(|index| Slot {
                 role: Role::Worker,
                 index,
                 generation: 0,
                 group: None,
             })
-            .chain((0..self.cfg.remote_readers as usize).map(|index| Slot {
+            .chain((0..cfg.remote_readers as usize).map(|index| Slot {
                 role: Role::Reader,
                 index,
                 generation: 0,
                 group: None,
             }))
             .collect();
-        for slot in &mut slots {
-            self.start(slot);
+        Arc::new(Load {
+            windows: Mutex::new(vec![None; cfg.processes() as usize]),
+            slots: Mutex::new(slots),
+            cfg,
+            kernel,
+            stop: AtomicBool::new(false),
+            alive: AtomicU64::new(0),
+            tasks: TaskStats::default(),
+            workers: Mutex::new((Vec::new(), WorkTotals::default())),
+            fair_pages,
+        })
+    }
+
+    pub fn config(&self) -> &LoadConfig {
+        &self.cfg
+    }
+    pub fn task_stats(&self) -> &TaskStats {
+        &self.tasks
+    }
+    /// The stop flag is set (the loops end at their next check).
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Work so far, summed over every worker thread (exact once they are quiescent).
+    pub fn work(&self) -> WorkTotals {
+        let w = self.workers.lock();
+        let mut t = w.1;
+        for s in &w.0 {
+            t.add(s);
+        }
+        t
+    }
+
+    /// Stop the load: the loops end at their next check, the supervisor starts nothing more
+    /// (a process it publishes after this, it kills itself: see [`Load::supervise`]).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// SIGKILL every workload process published so far (the driver's wind-down; callable from
+    /// outside the machine). Returns how many were alive.
+    pub fn kill_all(&self) -> usize {
+        let groups: Vec<Arc<ThreadGroup>> = self
+            .slots
+            .lock()
+            .iter()
+            .filter_map(|s| s.group.clone())
+            .collect();
+        let mut n = 0;
+        for g in groups.iter().filter(|g| !g.threads().is_empty()) {
+            kill_thread_group(Signal::Kill, g);
+            n += 1;
+        }
+        n
+    }
+
+    /// Workload tasks alive: started and not yet ended.
+    pub fn tasks_alive(&self) -> u64 {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// The report (complete once the run is over).
+    pub fn report(&self) -> LoadReport {
+        let ld = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        let t = &self.tasks;
+        let (started, stopped, killed) = (
+            ld(&t.tasks_started),
+            ld(&t.tasks_stopped),
+            ld(&t.tasks_killed),
+        );
+        LoadReport {
+            threads: self.cfg.threads,
+            processes: self.cfg.processes(),
+            threads_per_process: self.cfg.threads_per_process,
+            remote_readers: self.cfg.remote_readers,
+            processes_started: ld(&t.processes_started),
+            respawns: ld(&t.respawns),
+            tasks_started: started,
+            tasks_stopped: stopped,
+            tasks_killed: killed,
+            tasks_left: started - stopped - killed,
+            clones_refused: ld(&t.clones_refused),
+            clones_into_dying: ld(&t.clones_into_dying),
+            work: self.work(),
+            ..LoadReport::default()
+        }
+    }
+
+    /// The supervisor's body; run it in an emulated task without an address space.
+    pub fn supervise(self: &Arc<Self>) {
+        let n = self.slots.lock().len();
+        for i in 0..n {
+            if self.stopping() {
+                break;
+            }
+            self.start(i, false);
         }
         let tick = sched::msecs_to_jiffies(SUPERVISOR_TICK_MS);
-        // Respawn scans start one slot further each tick, so that a short budget is shared.
+        // Respawn scans start one slot further each tick, so that no slot is favoured.
         let mut first = 0usize;
-        let panicked = loop {
+        loop {
             sched::schedule_timeout_interruptible(tick);
-            if self.kernel.panicked().is_some() {
-                break true;
+            if self.stopping() || self.kernel.panicked().is_some() {
+                break;
             }
-            if sched::ktime_get_ns() >= self.cfg.load_end_ns {
-                break false;
-            }
-            let allowed = self.cfg.tasks_allowed(sched::ktime_get_ns());
-            let n = slots.len();
             for i in 0..n {
-                let slot = &mut slots[(first + i) % n];
-                let cost = u64::from(self.tasks_of(slot));
-                if alive(slot) {
-                    continue;
-                }
-                if self.stats.tasks_spawned.load(Ordering::Relaxed) + cost > allowed {
+                let idx = (first + i) % n;
+                if self.stopping() {
                     break;
                 }
-                self.stats.respawns.fetch_add(1, Ordering::Relaxed);
-                slot.generation += 1;
-                self.start(slot);
+                if !self.slots.lock()[idx].alive() {
+                    self.start(idx, true);
+                }
             }
             first = (first + 1) % n;
-        };
-        self.stop.store(true, Ordering::SeqCst);
-        let stopped_at_ns = sched::ktime_get_ns();
-        let mut left = slots.iter().filter(|s| alive(s)).count();
-        // After an emulated panic the machine is dead (the panicking task holds oom_lock
-        // for good): nothing would wind down, so the run ends here.
-        if !panicked {
-            let give_up_ns = stopped_at_ns.saturating_add(self.cfg.drain_ns);
-            // One tick for the loops to see the flag, then SIGKILL whatever is left.
-            sched::schedule_timeout_interruptible(tick);
-            for s in &slots {
-                if let Some(g) = s.group.as_ref().filter(|_| alive(s)) {
-                    kill_thread_group(Signal::Kill, g);
-                }
-            }
-            loop {
-                left = slots.iter().filter(|s| alive(s)).count();
-                if left == 0 || sched::ktime_get_ns() >= give_up_ns {
-                    break;
-                }
-                sched::schedule_timeout_interruptible(tick);
-            }
         }
         // Drop the published address spaces (the struct references, not mm_users).
         self.windows.lock().iter_mut().for_each(|w| *w = None);
-        {
-            let mut r = self.report.lock();
-            r.stopped_at_ns = stopped_at_ns;
-            r.wound_down_at_ns = sched::ktime_get_ns();
-            r.processes_left = left;
-            r.stopped_by_panic = panicked;
-        }
-        self.finished.store(true, Ordering::SeqCst);
     }
 
-    /// Tasks the process of `slot` runs.
-    fn tasks_of(&self, slot: &Slot) -> u32 {
-        match slot.role {
-            Role::Worker => self.cfg.threads_of(slot.index),
-            Role::Reader => 1,
-        }
-    }
-
-    /// Start the process of `slot` (a fork from the supervisor). Its tasks are charged to
-    /// the budget here, whether or not they all get created.
-    fn start(self: &Arc<Self>, slot: &mut Slot) {
-        self.stats
-            .tasks_spawned
-            .fetch_add(u64::from(self.tasks_of(slot)), Ordering::Relaxed);
+    /// Start the process of slot `idx` (a fork from the supervisor), publish it, and kill
+    /// it at once if the load was stopped meanwhile: the driver's [`Load::kill_all`] either
+    /// saw it published or the stop flag is seen here (both sides use SeqCst).
+    fn start(self: &Arc<Self>, idx: usize, respawn: bool) {
         let load = self.clone();
-        let (index, generation) = (slot.index, slot.generation);
-        let (comm, body): (String, Box<dyn FnOnce() + Send>) = match slot.role {
+        let (role, index, generation) = {
+            let mut slots = self.slots.lock();
+            let slot = &mut slots[idx];
+            if respawn {
+                slot.generation += 1;
+            }
+            (slot.role, slot.index, slot.generation)
+        };
+        if respawn {
+            self.tasks.respawns.fetch_add(1, Ordering::Relaxed);
+        }
+        let (comm, body): (String, Box<dyn FnOnce() + Send>) = match role {
             Role::Worker => (
                 format!("worker-{index}"),
                 Box::new(move || load.worker_process(index, generation)),
@@ -372,13 +475,25 @@ impl Load {
                 Box::new(move || load.reader_process(index, generation)),
             ),
         };
+        // Counted alive before it can run (and end).
+        self.alive.fetch_add(1, Ordering::SeqCst);
         match sched::spawn(CloneKind::Process { comm }, body) {
             Ok(t) => {
-                self.stats.processes_spawned.fetch_add(1, Ordering::Relaxed);
-                slot.group = Some(t.group().clone());
+                self.tasks.processes_started.fetch_add(1, Ordering::Relaxed);
+                self.tasks.tasks_started.fetch_add(1, Ordering::Relaxed);
+                let g = t.group().clone();
+                self.slots.lock()[idx].group = Some(g.clone());
+                if self.stopping() {
+                    kill_thread_group(Signal::Kill, &g);
+                }
             }
-            // A fork never fails for a new process; keep the slot empty if it ever does.
-            Err(_) => slot.group = None,
+            // The host refused the thread (or no pid is free): the slot stays empty and the
+            // next tick tries again.
+            Err(_) => {
+                self.alive.fetch_sub(1, Ordering::SeqCst);
+                self.tasks.clones_refused.fetch_add(1, Ordering::Relaxed);
+                self.slots.lock()[idx].group = None;
+            }
         }
     }
 
@@ -387,26 +502,79 @@ impl Load {
         self.kernel.exec_new_mm()
     }
 
+    /// Register a worker thread's counter block.
+    fn worker_stats(&self) -> Arc<WorkerStats> {
+        let s = Arc::new(WorkerStats::default());
+        self.workers.lock().0.push(s.clone());
+        s
+    }
+
+    /// A worker thread ended: fold its counters into the total and classify its end.
+    fn worker_done(&self, stats: &Arc<WorkerStats>, end: Step) {
+        {
+            let mut w = self.workers.lock();
+            w.1.add(stats);
+            w.0.retain(|s| !Arc::ptr_eq(s, stats));
+        }
+        // After the stop every end is the run's doing (the stop flag, or the wind-down's
+        // SIGKILL); before it, only a kill (an OOM kill) or a fatal fault ends a task.
+        let class = match end {
+            _ if self.stopping() => &self.tasks.tasks_stopped,
+            Ok(()) => &self.tasks.tasks_stopped,
+            Err(Exit) => &self.tasks.tasks_killed,
+        };
+        class.fetch_add(1, Ordering::SeqCst);
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+    }
+
     fn worker_process(self: &Arc<Self>, index: usize, generation: u64) {
+        let stats = self.worker_stats();
         let mm = self.exec();
         let tgid: Tgid = sched::with_current(|t| t.tgid());
         for thread in 1..self.cfg.threads_of(index) {
             let load = self.clone();
+            self.alive.fetch_add(1, Ordering::SeqCst);
             let spawned = sched::spawn(CloneKind::Thread { tgid }, move || {
-                let Some(mm) = sched::with_current(|t| t.mm()) else {
-                    return;
+                let stats = load.worker_stats();
+                let end = match sched::with_current(|t| t.mm()) {
+                    Some(mm) => load.worker_loop(&mm, index, generation, thread, &stats),
+                    // The group's address space is already gone: it is being killed.
+                    None => Err(Exit),
                 };
-                load.worker_thread(&mm, index, generation, thread);
+                load.worker_done(&stats, end);
             });
-            // The process is being killed (copy_process refuses a group exit): stop cloning.
-            if spawned.is_err() {
-                break;
+            match spawned {
+                Ok(_) => {
+                    self.tasks.tasks_started.fetch_add(1, Ordering::Relaxed);
+                }
+                // The process is being killed (copy_process refuses a group exit): stop cloning.
+                Err(CloneError::NoSuchProcess(_)) => {
+                    self.alive.fetch_sub(1, Ordering::SeqCst);
+                    let rest = u64::from(self.cfg.threads_of(index) - thread);
+                    self.tasks
+                        .clones_into_dying
+                        .fetch_add(rest, Ordering::Relaxed);
+                    break;
+                }
+                // The host refused the thread: run with the threads there are.
+                Err(CloneError::Again) => {
+                    self.alive.fetch_sub(1, Ordering::SeqCst);
+                    self.tasks.clones_refused.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
-        self.worker_thread(&mm, index, generation, 0);
+        let end = self.worker_loop(&mm, index, generation, 0, &stats);
+        self.worker_done(&stats, end);
     }
 
-    fn worker_thread(&self, mm: &Arc<MmStruct>, index: usize, generation: u64, thread: u32) {
+    fn worker_loop(
+        &self,
+        mm: &Arc<MmStruct>,
+        index: usize,
+        generation: u64,
+        thread: u32,
+        stats: &WorkerStats,
+    ) -> Step {
         let mut rng = Rng::new(
             self.cfg.seed,
             1,
@@ -414,22 +582,7 @@ impl Load {
             generation,
             u64::from(thread),
         );
-        let mut local = Local::new(&self.stats);
-        let end = self.worker_loop(mm, index, thread == 0, &mut rng, &mut local);
-        match end {
-            Ok(()) => local.threads_stopped += 1,
-            Err(Exit) => local.threads_killed += 1,
-        }
-    }
-
-    fn worker_loop(
-        &self,
-        mm: &Arc<MmStruct>,
-        index: usize,
-        keeps_window: bool,
-        rng: &mut Rng,
-        local: &mut Local,
-    ) -> Step {
+        let keeps_window = thread == 0;
         // This thread's resident-set target: 1..=3 fair shares (2 on average), so the whole
         // load wants about twice the machine's memory.
         let target = self.fair_pages * (1 + rng.below(3));
@@ -442,36 +595,54 @@ impl Load {
             if self.stopping() {
                 return Ok(());
             }
-            if iteration % FLUSH_EVERY == 0 {
-                local.flush();
-            }
             if keeps_window && iteration % WINDOW_RECYCLE_EVERY == 0 {
-                window = self.recycle_window(mm, index, window, local)?;
+                window = self.recycle_window(mm, index, window, stats)?;
             }
             iteration += 1;
             let r = rng.next();
             if !held.is_empty() && (held_pages >= target || r % 8 == 0) {
                 let (addr, pages) = held.swap_remove(rng.below(held.len() as u64) as usize);
                 held_pages -= pages;
-                let _ = unmap(mm, addr, pages)?;
-                local.munmaps += 1;
+                self.munmap(mm, addr, pages, stats)?;
                 continue;
             }
             let pages = 1 + rng.below(chunk_max);
-            match map(mm, pages, false)? {
+            match self.mmap(mm, pages, stats)? {
                 Ok(addr) => {
-                    local.mmaps += 1;
-                    touch_pages(mm, addr, pages)?;
-                    local.pages_touched += pages;
+                    let touched = touch_pages_counting(mm, addr, pages);
+                    WorkerStats::add(&stats.pages_touched, touched.pages);
+                    touched.end?;
                     held.push((addr, pages));
                     held_pages += pages;
                 }
-                Err(_) => {
-                    local.mmap_errors += 1;
-                    sleep_ms(1)?;
-                }
+                Err(_) => sleep_ms(1)?,
             }
         }
+    }
+
+    /// `mmap()` of `pages` private anonymous pages, counted as the kernel counts the call
+    /// (before the return to user space, which may end the task).
+    fn mmap(&self, mm: &MmStruct, pages: u64, stats: &WorkerStats) -> Step<Result<u64, Errno>> {
+        let r = mmap(
+            mm,
+            0,
+            pages * PAGE_SIZE,
+            PROT_READ | PROT_WRITE,
+            MAP_ANONYMOUS | MAP_PRIVATE,
+        );
+        match r {
+            Ok(_) => WorkerStats::add(&stats.mmaps, 1),
+            Err(_) => WorkerStats::add(&stats.mmap_errors, 1),
+        }
+        ret_to_user()?;
+        Ok(r)
+    }
+
+    /// `munmap()`, counted as [`Load::mmap`] is.
+    fn munmap(&self, mm: &MmStruct, addr: u64, pages: u64, stats: &WorkerStats) -> Step {
+        let _ = munmap(mm, addr, pages * PAGE_SIZE);
+        WorkerStats::add(&stats.munmaps, 1);
+        ret_to_user()
     }
 
     /// Replace the remote window of worker slot `index`: munmap the old one (a `mmap_lock`
@@ -481,21 +652,15 @@ impl Load {
         mm: &Arc<MmStruct>,
         index: usize,
         old: Option<u64>,
-        local: &mut Local,
+        stats: &WorkerStats,
     ) -> Step<Option<u64>> {
         if let Some(addr) = old {
-            let _ = unmap(mm, addr, WINDOW_PAGES)?;
-            local.munmaps += 1;
+            self.munmap(mm, addr, WINDOW_PAGES, stats)?;
         }
-        let addr = match map(mm, WINDOW_PAGES, false)? {
-            Ok(a) => a,
-            Err(_) => {
-                local.mmap_errors += 1;
-                self.windows.lock()[index] = None;
-                return Ok(None);
-            }
+        let Ok(addr) = self.mmap(mm, WINDOW_PAGES, stats)? else {
+            self.windows.lock()[index] = None;
+            return Ok(None);
         };
-        local.mmaps += 1;
         self.windows.lock()[index] = Some(Window {
             mm: mm.clone(),
             addr,
@@ -505,23 +670,18 @@ impl Load {
     }
 
     fn reader_process(self: &Arc<Self>, index: usize, generation: u64) {
+        let stats = self.worker_stats();
         // A process of its own (as a /proc reader or a debugger is), with an empty mm.
         let _mm = self.exec();
         let mut rng = Rng::new(self.cfg.seed, 2, index as u64, generation, 0);
-        let mut local = Local::new(&self.stats);
-        match self.reader_loop(&mut rng, &mut local) {
-            Ok(()) => local.threads_stopped += 1,
-            Err(Exit) => local.threads_killed += 1,
-        }
+        let end = self.reader_loop(&mut rng, &stats);
+        self.worker_done(&stats, end);
     }
 
-    fn reader_loop(&self, rng: &mut Rng, local: &mut Local) -> Step {
-        for iteration in 0u64.. {
+    fn reader_loop(&self, rng: &mut Rng, stats: &WorkerStats) -> Step {
+        loop {
             if self.stopping() {
                 return Ok(());
-            }
-            if iteration % FLUSH_EVERY == 0 {
-                local.flush();
             }
             let target = {
                 let w = self.windows.lock();
@@ -536,148 +696,146 @@ impl Load {
             let first = rng.below(win.pages);
             let pages = 1 + rng.below(win.pages - first);
             let addr = win.addr + first * PAGE_SIZE;
-            match remote_write(&win.mm, addr, (pages * PAGE_SIZE) as usize)? {
-                Ok(_) => local.remote_ok += 1,
-                Err(_) => local.remote_failed += 1,
+            // process_vm_writev(): the target's untouched pages are allocated while its
+            // mmap_lock is held for read.
+            let mut buf = vec![0x5au8; (pages * PAGE_SIZE) as usize];
+            match access_process_vm(&win.mm, addr, &mut buf, true) {
+                Ok(_) => WorkerStats::add(&stats.remote_ok, 1),
+                Err(_) => WorkerStats::add(&stats.remote_failed, 1),
             }
             drop(win);
+            ret_to_user()?;
             sleep_ms(1 + rng.below(4))?;
         }
-        Ok(())
     }
 }
 
-/// `oomlab run`, validated: the machine, the load, the seed and the time bound.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    pub machine: MachineConfig,
-    pub load: LoadConfig,
-    /// The seed of the workload (and of the sim executor's picker).
-    pub seed: u64,
-    /// The whole run's bound (`--duration`), executor time.
-    pub duration_ns: u64,
+/// A booted machine with its load, ready to run: [`LoadRun::boot`], then (optionally) watch
+/// [`LoadRun::kernel`] and [`LoadRun::load`] from another thread, then [`LoadRun::run`].
+pub struct LoadRun<E: Executor> {
+    machine: Machine<E>,
+    load: Arc<Load>,
+    rc: RunConfig,
+    setup_ns: u64,
 }
 
-impl RunConfig {
-    /// The executor-time bound past which the driver stops waiting for the supervisor (which
-    /// bounds the run itself; this only catches a supervisor that never gets to run).
-    pub fn hard_bound_ns(&self) -> u64 {
-        self.load.load_end_ns.saturating_add(self.load.drain_ns)
+impl<E: Executor> LoadRun<E> {
+    /// Boot the machine of `rc` on `exec` (the frame pool is created and pre-faulted, the
+    /// kthreads start); the load does not run yet.
+    pub fn boot(exec: E, rc: &RunConfig) -> Result<Self, PoolError> {
+        let machine = Machine::boot(exec, rc.machine.clone())?;
+        let load = Load::new(rc.load.clone(), machine.kernel().clone());
+        let setup_ns = machine.now_ns();
+        Ok(LoadRun {
+            machine,
+            load,
+            rc: rc.clone(),
+            setup_ns,
+        })
     }
-}
 
-/// Slack past [`RunConfig::hard_bound_ns`] before the driver gives up on the supervisor, and
-/// the time the kthreads get to exit, on the threads executor (wall clock).
-const THREADS_SLACK_NS: u64 = 5_000_000_000;
+    /// The machine's kernel (its counters, log and frame pool).
+    pub fn kernel(&self) -> &Arc<Kernel> {
+        self.machine.kernel()
+    }
 
-/// Run the load of `rc` on a machine booted on `exec`: the supervisor starts the processes,
-/// stops the load shortly before the bound and waits for the wind-down; then the machine is
-/// finished (kthreads stopped, executor joined, invariants checked) and reported.
-pub fn run<E: Executor>(exec: E, rc: &RunConfig) -> Result<Report, PoolError> {
-    let deterministic = exec.is_deterministic();
-    let mut m = Machine::boot(exec, rc.machine.clone())?;
-    let load = Load::new(rc.load.clone(), m.kernel().clone());
-    let l = load.clone();
-    m.spawn(
-        CloneKind::Process {
-            comm: "loadgen".into(),
-        },
-        move || l.supervise(),
-    )
-    .expect("starting the load supervisor");
-    let deadline = rc.hard_bound_ns().saturating_add(THREADS_SLACK_NS);
-    let end = match m.run_workload(deadline, |_| load.finished()) {
-        // The supervisor gave up on processes that would not exit.
-        WorkloadEnd::Done if load.report().processes_left != 0 => WorkloadEnd::TimeLimit,
-        end => end,
-    };
-    let report = load.report();
-    // The kthreads exit at their next wake-up; a reaper in the middle of its retries
-    // finishes them first. The sim's own time bound covers it there.
-    let kthread_bound_ns = if deterministic {
-        u64::MAX
-    } else {
-        THREADS_SLACK_NS
-            + rc.machine.reaper().map_or(0, |r| {
+    /// The load (its counters).
+    pub fn load(&self) -> &Arc<Load> {
+        &self.load
+    }
+
+    /// Run the load within the bound and report. `interrupt` holds the number of a signal
+    /// that asks the run to end early (0: none); it is looked at as the run goes.
+    pub fn run(mut self, interrupt: &AtomicI32) -> Report {
+        let rc = self.rc.clone();
+        let load = self.load.clone();
+        let k = self.machine.kernel().clone();
+        let start = self.machine.now_ns();
+        let l = load.clone();
+        self.machine
+            .spawn(
+                CloneKind::Process {
+                    comm: "loadgen".into(),
+                },
+                move || l.supervise(),
+            )
+            .expect("starting the load supervisor");
+        // The load phase: until the load's share of the bound is used, an interrupt, or a
+        // modelled panic.
+        let interrupted = || interrupt.load(Ordering::SeqCst) != 0;
+        let end = self
+            .machine
+            .run_workload(start.saturating_add(rc.load_ns()), |_| interrupted());
+        let stopped_at = self.machine.now_ns();
+        load.stop();
+        // The wind-down: every workload process is SIGKILLed; their tasks exit (dying tasks
+        // that allocate get the OOM victims' reserves, §2.1 step 3) until none is left or the
+        // bound passes. After a panic the machine is dead: nothing would wind down.
+        let end = match end {
+            WorkloadEnd::Panicked | WorkloadEnd::Deadlock => end,
+            WorkloadEnd::Done | WorkloadEnd::TimeLimit => {
+                load.kill_all();
+                let bound = if interrupted() {
+                    stopped_at.saturating_add(INTERRUPT_WINDDOWN_NS)
+                } else {
+                    start.saturating_add(rc.duration_ns)
+                };
+                let l = load.clone();
+                self.machine.run_workload(bound, |_| l.tasks_alive() == 0)
+            }
+        };
+        let wound_down_at = self.machine.now_ns();
+        // The kthreads exit at their next wake-up; a reaper in the middle of its retries
+        // finishes them first. The sim's own time bound covers it there.
+        let kthread_bound_ns = if self.machine.exec().is_deterministic() {
+            u64::MAX
+        } else if interrupted() {
+            INTERRUPT_KTHREADS_NS
+        } else {
+            SEC + rc.machine.reaper().map_or(0, |r| {
                 r.interval_ms
                     .saturating_mul(u64::from(r.retries))
-                    .saturating_mul(1_000_000)
+                    .saturating_mul(MS)
             })
-    };
-    drop(load);
-    let f = m.finish(end, kthread_bound_ns);
-    let wall_ns = (!f.deterministic).then_some(f.end_ns);
-    Ok(Report::new(
-        Workload::Run {
-            load: report,
-            bound_ns: rc.duration_ns,
-        },
-        rc.seed,
-        f,
-        Vec::new(),
-        wall_ns,
-    ))
-}
-
-/// A slot's process still has threads.
-fn alive(slot: &Slot) -> bool {
-    slot.group.as_ref().is_some_and(|g| !g.threads().is_empty())
-}
-
-/// Per-thread counters, added to the shared ones every [`FLUSH_EVERY`] iterations (so that a
-/// task stuck for good still shows its work) and when the thread ends (also when it is
-/// killed: the `?` returns run this `Drop`).
-struct Local<'a> {
-    shared: &'a LoadStats,
-    mmaps: u64,
-    mmap_errors: u64,
-    munmaps: u64,
-    pages_touched: u64,
-    remote_ok: u64,
-    remote_failed: u64,
-    threads_killed: u64,
-    threads_stopped: u64,
-}
-
-impl<'a> Local<'a> {
-    fn new(shared: &'a LoadStats) -> Self {
-        Local {
-            shared,
-            mmaps: 0,
-            mmap_errors: 0,
-            munmaps: 0,
-            pages_touched: 0,
-            remote_ok: 0,
-            remote_failed: 0,
-            threads_killed: 0,
-            threads_stopped: 0,
-        }
-    }
-
-    /// Add the local counts to the shared ones and start again from zero.
-    fn flush(&mut self) {
-        let s = self.shared;
-        for (a, v) in [
-            (&s.mmaps, &mut self.mmaps),
-            (&s.mmap_errors, &mut self.mmap_errors),
-            (&s.munmaps, &mut self.munmaps),
-            (&s.pages_touched, &mut self.pages_touched),
-            (&s.remote_ok, &mut self.remote_ok),
-            (&s.remote_failed, &mut self.remote_failed),
-            (&s.threads_killed, &mut self.threads_killed),
-            (&s.threads_stopped, &mut self.threads_stopped),
-        ] {
-            if *v != 0 {
-                a.fetch_add(std::mem::take(v), Ordering::Relaxed);
+        };
+        let mut report = load.report();
+        drop(k);
+        let mut f = self.machine.finish(end, kthread_bound_ns);
+        // Counters again, now that every task that could exit has: exact.
+        report.work = load.work();
+        let after = load.report();
+        report.tasks_stopped = after.tasks_stopped;
+        report.tasks_killed = after.tasks_killed;
+        report.tasks_left = after.tasks_left;
+        report.setup_ns = self.setup_ns;
+        report.started_at_ns = start;
+        report.stopped_at_ns = stopped_at;
+        report.wound_down_at_ns = wound_down_at;
+        let signal = interrupt.load(Ordering::SeqCst);
+        if signal != 0 {
+            report.interrupted_by = Some(signal);
+            if !matches!(f.verdict, Verdict::EmulatorBug { .. }) {
+                f.verdict = Verdict::Interrupted { signal };
             }
         }
+        drop(load);
+        let wall_ns = (!f.deterministic).then_some(f.end_ns);
+        Report::new(
+            Workload::Run {
+                load: report,
+                bound_ns: rc.duration_ns,
+            },
+            rc.seed,
+            f,
+            Vec::new(),
+            wall_ns,
+        )
     }
 }
 
-impl Drop for Local<'_> {
-    fn drop(&mut self) {
-        self.flush();
-    }
+/// Run the load of `rc` on a machine booted on `exec`, without interruption.
+pub fn run<E: Executor>(exec: E, rc: &RunConfig) -> Result<Report, PoolError> {
+    Ok(LoadRun::boot(exec, rc)?.run(&AtomicI32::new(0)))
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): one small stream per thread.
@@ -713,14 +871,14 @@ mod tests {
 
     #[test]
     fn threads_are_spread_over_processes() {
-        let c = LoadConfig::new(256, 0, 0, 0);
+        let c = LoadConfig::new(256, 0);
         assert_eq!((c.processes(), c.threads_per_process), (16, 16));
         assert_eq!(c.remote_readers, 8);
-        let c = LoadConfig::new(40, 0, 0, 0);
+        let c = LoadConfig::new(40, 0);
         assert_eq!(c.processes(), 3);
         let per: Vec<u32> = (0..3).map(|s| c.threads_of(s)).collect();
         assert_eq!(per, [16, 16, 8]);
-        let c = LoadConfig::new(5, 0, 0, 0);
+        let c = LoadConfig::new(5, 0);
         assert_eq!(
             (c.processes(), c.threads_of(0), c.remote_readers),
             (1, 5, 1)
@@ -728,13 +886,33 @@ mod tests {
     }
 
     #[test]
-    fn the_task_budget_is_released_over_the_load_phase() {
-        let c = LoadConfig::new(256, 0, 1000, 0);
-        assert_eq!(c.initial_tasks(), 264);
-        assert_eq!(c.tasks_allowed(0), 264);
-        assert_eq!(c.tasks_allowed(500), 264 + (TASKS_MAX - 264) / 2);
-        assert_eq!(c.tasks_allowed(1000), TASKS_MAX);
-        assert_eq!(c.tasks_allowed(5000), TASKS_MAX);
+    fn the_bound_keeps_a_winddown_share() {
+        let rc = |d: u64| RunConfig {
+            machine: MachineConfig::sim(16 << 20),
+            load: LoadConfig::new(4, 0),
+            seed: 0,
+            duration_ns: d,
+            host_cpus: None,
+        };
+        assert_eq!(rc(60 * SEC).winddown_ns(), 3 * SEC);
+        assert_eq!(rc(60 * SEC).load_ns(), 57 * SEC);
+        assert_eq!(rc(3 * SEC).load_ns(), 2850 * MS);
+        assert_eq!(rc(60 * MS).load_ns(), 30 * MS);
+        // 4096 + 8 tasks on 2 CPUs: a turn each needs about 2 s.
+        let big = RunConfig {
+            load: LoadConfig::new(4096, 0),
+            host_cpus: Some(2),
+            ..rc(5 * SEC)
+        };
+        assert_eq!(big.winddown_ns(), 2052 * MS);
+        assert_eq!(
+            RunConfig {
+                duration_ns: 2 * SEC,
+                ..big
+            }
+            .winddown_ns(),
+            SEC
+        );
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Report {
     pub survivors: Vec<String>,
     /// The kernel log (dmesg format).
     pub log: Vec<String>,
+    /// `/proc/vmstat`-style event totals of the machine ([`mm::vmstat::VmEvent`] order).
+    pub vm_events: [u64; mm::vmstat::NR_VM_EVENTS],
 }
 
 fn ld(a: &AtomicU64) -> u64 {
@@ -218,8 +220,14 @@ impl Report {
                 .collect(),
             survivors,
             log: k.log.lines().iter().map(|l| l.to_string()).collect(),
+            vm_events: k.tasks.vm_events(),
             verdict: f.verdict,
         }
+    }
+
+    /// One VM event total.
+    pub fn vm_event(&self, ev: mm::vmstat::VmEvent) -> u64 {
+        self.vm_events[ev as usize]
     }
 
     /// Killed victims.
@@ -318,10 +326,10 @@ impl Report {
         row("duration", self.duration_text());
         if let Workload::Run { load: l, .. } = &self.workload {
             row(
-                "threads",
+                "tasks",
                 format!(
-                    "{} workers in {} + {}; {} started ({} respawns), {} tasks \
-                     of a budget of {}; {} threads killed, {} stopped",
+                    "{} workers in {} + {}; {} started ({} processes, {} respawns): \
+                     {} stopped, {} killed, {} left",
                     l.threads,
                     plural(u64::from(l.processes), "process", "processes"),
                     plural(
@@ -329,24 +337,25 @@ impl Report {
                         "remote reader",
                         "remote readers"
                     ),
-                    plural(l.processes_spawned, "process", "processes"),
+                    l.tasks_started,
+                    l.processes_started,
                     l.respawns,
-                    l.tasks_spawned,
-                    l.tasks_max,
-                    l.threads_killed,
-                    l.threads_stopped
+                    l.tasks_stopped,
+                    l.tasks_killed,
+                    l.tasks_left
                 ),
             );
+            let w = &l.work;
             row(
                 "work",
                 format!(
                     "{} mmaps ({} failed), {} munmaps, {} pages touched, {} remote writes ({} failed)",
-                    l.mmaps,
-                    l.mmap_errors,
-                    l.munmaps,
-                    l.pages_touched,
-                    l.remote_ok + l.remote_failed,
-                    l.remote_failed
+                    w.mmaps,
+                    w.mmap_errors,
+                    w.munmaps,
+                    w.pages_touched,
+                    w.remote_ok + w.remote_failed,
+                    w.remote_failed
                 ),
             );
         }
@@ -399,6 +408,15 @@ impl Report {
         );
         row("frames", self.frames.to_string());
         row("conservation", self.conservation_text());
+        if let Workload::Run { load: l, .. } = &self.workload {
+            if l.clones_refused > 0 {
+                out.push(format!(
+                    "warning: the host refused {} thread creations (EAGAIN: a limit such as a \
+                     pids cgroup's pids.max or ulimit -u); the load ran with fewer tasks",
+                    l.clones_refused
+                ));
+            }
+        }
         if !self.survivors.is_empty() {
             out.push(format!(
                 "survivors (idle in pause(), sent away after the trial): {}",
@@ -450,24 +468,37 @@ impl Report {
             Verdict::Panicked { .. } => "panicked".into(),
             Verdict::TimeLimit => "time-limit (tasks left that could not exit)".into(),
             Verdict::Deadlock => "deadlock (no task runnable, no timer pending)".into(),
+            Verdict::Interrupted { signal } => format!(
+                "interrupted by {} and wound down{}",
+                signal_name(*signal),
+                if self.tasks_left.is_empty() {
+                    ""
+                } else {
+                    " (tasks left that could not exit)"
+                }
+            ),
             Verdict::EmulatorBug { what } => format!("EMULATOR BUG: {what}"),
         }
     }
 
     fn duration_text(&self) -> String {
-        let clock = match self.wall_ns {
-            Some(w) => format!("{} wall clock", secs(w)),
-            None => format!("{} emulated", secs(self.end_ns)),
+        let clock = |ns: u64| match self.wall_ns {
+            Some(_) => format!("{} wall clock", secs(ns)),
+            None => format!("{} emulated", secs(ns)),
         };
         match &self.workload {
             Workload::Run { load: l, bound_ns } => format!(
-                "{clock} (load stopped at {}, wound down at {}; bound {})",
-                secs(l.stopped_at_ns),
-                secs(l.wound_down_at_ns),
-                secs(*bound_ns)
+                "{} from the load's start to the verdict (bound {}): load {}, wind-down {}; \
+                 set-up before it {}",
+                clock(l.wound_down_at_ns.saturating_sub(l.started_at_ns)),
+                secs(*bound_ns),
+                secs(l.stopped_at_ns.saturating_sub(l.started_at_ns)),
+                secs(l.wound_down_at_ns.saturating_sub(l.stopped_at_ns)),
+                secs(l.setup_ns)
             ),
             Workload::Scenario { time_limit_ns, .. } => format!(
-                "{clock} (workload ended at {}; time limit {})",
+                "{} (workload ended at {}; time limit {})",
+                clock(self.end_ns),
                 secs(self.workload_end_ns),
                 secs(*time_limit_ns)
             ),
@@ -487,6 +518,16 @@ impl Report {
                 .into(),
             Checks::NotChecked(why) => format!("not checked: {why}"),
         }
+    }
+}
+
+/// `SIGINT` for 2, and so on (the signals that end a run).
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
     }
 }
 

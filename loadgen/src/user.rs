@@ -55,25 +55,52 @@ pub fn unmap(mm: &MmStruct, addr: u64, pages: u64) -> Step<Result<(), Errno>> {
     Ok(r)
 }
 
+/// What [`touch_pages_counting`] did: the pages written, and how the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Touched {
+    pub pages: u64,
+    pub end: Step,
+}
+
 /// Write one byte into each of `pages` pages from `addr` (faulting them in). Stops with
 /// `Exit` on SIGKILL or a fatal fault (SIGSEGV/SIGBUS); a VM_FAULT_OOM fault is retried, as
 /// user space re-executes the instruction.
 pub fn touch_pages(mm: &MmStruct, addr: u64, pages: u64) -> Step {
+    touch_pages_counting(mm, addr, pages).end
+}
+
+/// [`touch_pages`], also saying how many pages were written before it stopped.
+pub fn touch_pages_counting(mm: &MmStruct, addr: u64, pages: u64) -> Touched {
     for i in 0..pages {
         loop {
             match touch(mm, addr + i * PAGE_SIZE, true, (i as u8) | 1) {
                 Ok(()) => break,
                 Err(FaultError::Oom) => {
-                    ret_to_user()?;
+                    if ret_to_user().is_err() {
+                        return Touched {
+                            pages: i,
+                            end: Err(Exit),
+                        };
+                    }
                     sched::cond_resched();
                 }
-                Err(_) => return Err(Exit),
+                Err(_) => {
+                    return Touched {
+                        pages: i,
+                        end: Err(Exit),
+                    }
+                }
             }
         }
-        ret_to_user()?;
+        if ret_to_user().is_err() {
+            return Touched {
+                pages: i + 1,
+                end: Err(Exit),
+            };
+        }
         sched::cond_resched();
     }
-    Ok(())
+    Touched { pages, end: Ok(()) }
 }
 
 /// Map and touch `pages` pages; returns the address.

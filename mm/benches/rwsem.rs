@@ -534,6 +534,7 @@ mod bench {
                 Tasks(ThreadsExecutor::new(ThreadsConfig {
                     hz: 1000,
                     stack_size: STACK,
+                    ..Default::default()
                 })),
                 nthreads,
                 window,
@@ -784,6 +785,7 @@ mod bench {
             let exec = ThreadsExecutor::new(ThreadsConfig {
                 hz: 1000,
                 stack_size: 8 << 20,
+                ..Default::default()
             });
             let dir = crit_dir.clone();
             exec.spawn(

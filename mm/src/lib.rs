@@ -2,6 +2,7 @@
 //! the killable rw_semaphore, physical memory with the allocation slow path, and address
 //! spaces with their syscalls and page faults. See ARCHITECTURE.md.
 pub mod errno;
+mod events;
 pub mod gfp;
 pub mod locking;
 pub mod memory;
@@ -13,3 +14,4 @@ pub mod pgtable;
 pub mod sched;
 pub(crate) mod sync;
 pub mod task;
+pub mod vmstat;

@@ -21,6 +21,7 @@ use crate::mmap_lock::{
 };
 use crate::pgtable::{Pte, PAGE_SIZE, TASK_SIZE};
 use crate::sched;
+use crate::vmstat::{count_vm_event, VmEvent};
 use std::sync::Arc;
 
 /// Why a page fault could not be satisfied (the `VM_FAULT_*` error bits and the arch
@@ -165,6 +166,7 @@ pub fn fault_read_lock(mm: &MmStruct) -> Result<MmapReadGuard<'_>, Killed> {
 /// stack expansion), `handle_mm_fault`, `up_read`. On `VM_FAULT_OOM` it calls
 /// [`pagefault_out_of_memory`].
 pub fn handle_page_fault(mm: &MmStruct, addr: u64, write: bool) -> Result<(), FaultError> {
+    count_vm_event(VmEvent::Pgfault, 1);
     if addr >= TASK_SIZE {
         return Err(FaultError::Segv);
     }

@@ -14,6 +14,7 @@ use crate::memory::{handle_page_fault, zap_vma_range, FaultError};
 use crate::mm_types::{vm, LockWait, MmStruct, Vma, VmaTree, DEFAULT_MAX_MAP_COUNT, MMAP_MIN_ADDR};
 use crate::mmap_lock::{mmap_read_lock, mmap_write_lock, mmap_write_lock_killable, MmapWriteGuard};
 use crate::pgtable::{Pte, PAGE_SIZE, TASK_SIZE};
+use crate::vmstat::{count_vm_event, VmEvent};
 
 pub const PROT_NONE: u32 = 0x0;
 pub const PROT_READ: u32 = 0x1;
@@ -89,6 +90,7 @@ fn unmap_locked(mm: &MmStruct, g: &mut VmaTree, start: u64, end: u64) {
 /// fault the range in after dropping the lock (`mm_populate()`); its failures are ignored,
 /// as the kernel ignores them.
 pub fn mmap(mm: &MmStruct, addr: u64, len: u64, prot: u32, flags: u32) -> Result<u64, Errno> {
+    count_vm_event(VmEvent::MmapCalls, 1);
     if len == 0 {
         return Err(Errno::EINVAL);
     }
@@ -198,6 +200,7 @@ fn munmap_range(addr: u64, len: u64) -> Result<u64, Errno> {
 /// open-coded munmap). EINVAL for an unaligned address, zero length or a range outside the
 /// user address space; unmapping a hole is not an error.
 pub fn munmap(mm: &MmStruct, addr: u64, len: u64) -> Result<(), Errno> {
+    count_vm_event(VmEvent::MunmapCalls, 1);
     let end = munmap_range(addr, len)?;
     let mut g = syscall_write_lock(mm)?;
     unmap_locked(mm, &mut g, addr, end);

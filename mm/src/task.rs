@@ -136,6 +136,7 @@ pub struct Task {
     /// `rwsem_waiter::task` instead). A task waits on at most one lock at a time.
     pub(crate) rwsem_granted: crate::sync::AtomicBool,
     lock_events: crate::locking::lock_events::LockEvents,
+    vm_events: crate::vmstat::VmEvents,
     /// `task->mm` (None for kernel threads and after `exit_mm`).
     mm: parking_lot::Mutex<Option<Arc<crate::mm_types::MmStruct>>>,
     /// Identity of `task->mm` for lock-free `current->mm == mm` tests.
@@ -186,6 +187,7 @@ impl Task {
             paused: AtomicBool::new(false),
             rwsem_granted: crate::sync::AtomicBool::new(false),
             lock_events: Default::default(),
+            vm_events: Default::default(),
             mm: parking_lot::Mutex::new(None),
             mm_ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             rss_cache: std::array::from_fn(|_| std::sync::atomic::AtomicI64::new(0)),
@@ -334,6 +336,10 @@ impl Task {
     /// This task's lock event counters.
     pub fn lock_events(&self) -> &crate::locking::lock_events::LockEvents {
         &self.lock_events
+    }
+    /// This task's VM event counters.
+    pub fn vm_events(&self) -> &crate::vmstat::VmEvents {
+        &self.vm_events
     }
     /// Record that this (current) task acquired lock `object_id` (`lock_acquired`).
     pub fn lockdep_acquired(&self, object_id: usize, write: bool) {
@@ -549,6 +555,8 @@ pub struct TaskList {
 struct TaskListInner {
     /// Lock events of exited tasks.
     retired_events: crate::locking::lock_events::LockEvents,
+    /// VM events of exited tasks.
+    retired_vm_events: crate::vmstat::VmEvents,
     /// Where the next pid search starts (`idr_next`).
     next_pid: u32,
     /// `pid_max`.
@@ -659,6 +667,7 @@ impl TaskList {
         let mut g = self.inner.lock();
         g.tasks.remove(&t.tid);
         t.lock_events.fold_into(&g.retired_events);
+        t.vm_events.fold_into(&g.retired_vm_events);
         let mut threads = t.group.threads.lock();
         threads.retain(|x| x.tid != t.tid);
         if threads.is_empty() {
@@ -670,6 +679,11 @@ impl TaskList {
     #[cfg_attr(oomlab_loom, allow(dead_code))]
     pub(crate) fn clear(&self) {
         let mut g = self.inner.lock();
+        // The tasks left go without exiting: keep their counts in the totals.
+        for t in g.tasks.values() {
+            t.lock_events.fold_into(&g.retired_events);
+            t.vm_events.fold_into(&g.retired_vm_events);
+        }
         for grp in g.groups.values() {
             grp.threads.lock().clear();
         }
@@ -697,6 +711,17 @@ impl TaskList {
         let mut sum = g.retired_events.snapshot();
         for t in g.tasks.values() {
             for (s, v) in sum.iter_mut().zip(t.lock_events.snapshot()) {
+                *s += v;
+            }
+        }
+        sum
+    }
+    /// VM event totals (`/proc/vmstat`): live tasks plus exited ones.
+    pub fn vm_events(&self) -> [u64; crate::vmstat::NR_VM_EVENTS] {
+        let g = self.inner.lock();
+        let mut sum = g.retired_vm_events.snapshot();
+        for t in g.tasks.values() {
+            for (s, v) in sum.iter_mut().zip(t.vm_events.snapshot()) {
                 *s += v;
             }
         }

@@ -266,6 +266,9 @@ pub enum Verdict {
     TimeLimit,
     /// The modelled kernel deadlocked outright: no task runnable, no timer pending (sim).
     Deadlock,
+    /// A signal (SIGINT, SIGTERM, SIGHUP) ended the run early; it was wound down and
+    /// checked as far as the tasks left allow.
+    Interrupted { signal: i32 },
     /// The emulator's own bookkeeping broke: a bug (the report names the seed).
     EmulatorBug { what: String },
 }
@@ -278,6 +281,7 @@ impl Verdict {
             Verdict::Panicked { .. } => "panicked",
             Verdict::TimeLimit => "time-limit",
             Verdict::Deadlock => "deadlock",
+            Verdict::Interrupted { .. } => "interrupted",
             Verdict::EmulatorBug { .. } => "emulator-bug",
         }
     }

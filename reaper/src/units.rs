@@ -113,6 +113,26 @@ pub fn format_ms(ms: u64) -> String {
     }
 }
 
+/// A duration as the grammar writes it, as short as exact: 0, 250ns, 99ms, 2s, 10m, 1h.
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0".into();
+    }
+    for (unit, per) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if ns % per == 0 {
+            return format!("{}{unit}", ns / per);
+        }
+    }
+    format!("{ns}ns")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +201,9 @@ mod tests {
         }
         assert_eq!(parse_duration_ms("2s"), Ok(2000));
         assert!(parse_duration_ms("1500us").is_err());
+        for s in ["0", "250ns", "99ms", "2s", "10m", "1h", "1500us"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
         for ms in [0, 1, 100, 1000, 2500, 60_000, 90_000] {
             assert_eq!(parse_duration_ms(&format_ms(ms)), Ok(ms), "{ms}");
         }

@@ -202,6 +202,7 @@ pub fn run_window(
             let ex = ThreadsExecutor::new(ThreadsConfig {
                 hz: 1000,
                 stack_size: STACK,
+                ..Default::default()
             });
             let leader = ex
                 .spawn(

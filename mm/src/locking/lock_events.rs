@@ -11,26 +11,12 @@
 //! (and Model-B handoff/optimistic-spin events, not counted here). oomlab adds the fast-path
 //! and trylock acquisitions by operation, and the total slow-path wait time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-macro_rules! lock_events {
-    ($($(#[doc = $doc:literal])* $name:ident => $kname:literal,)*) => {
-        /// One lock event.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(usize)]
-        pub enum LockEvent { $($(#[doc = $doc])* $name,)* }
-        impl LockEvent {
-            /// Every event, in declaration order.
-            pub const ALL: &'static [LockEvent] = &[$(LockEvent::$name,)*];
-            /// The kernel's (or oomlab's) snake_case name of the event.
-            pub const fn name(self) -> &'static str {
-                match self { $(LockEvent::$name => $kname,)* }
-            }
-        }
-    };
-}
-
-lock_events! {
+crate::events::per_task_events! {
+    /// One lock event.
+    LockEvent,
+    /// A set of lock event counters (one per task, or a folded total).
+    LockEvents,
+    NR_LOCK_EVENTS, count, lock_events;
     /// `down_read*` acquired on the fast path.
     RwsemRlockFast => "rwsem_rlock_fast",
     /// `down_write*` acquired on the fast path.
@@ -64,54 +50,4 @@ lock_events! {
     /// Emulated nanoseconds rwsem waiters spent asleep, from their first `schedule()` to the
     /// acquisition or the bail-out (slow paths that never sleep add nothing: no clock reads).
     RwsemWaitNs => "rwsem_wait_ns",
-}
-
-/// Number of distinct lock events.
-pub const NR_LOCK_EVENTS: usize = LockEvent::ALL.len();
-
-/// A set of event counters (one per task, or a folded total).
-pub struct LockEvents([AtomicU64; NR_LOCK_EVENTS]);
-
-impl Default for LockEvents {
-    fn default() -> Self {
-        LockEvents(std::array::from_fn(|_| AtomicU64::new(0)))
-    }
-}
-
-impl LockEvents {
-    /// Add to a counter that only the calling task writes (`this_cpu_add`).
-    #[inline]
-    pub(crate) fn add_local(&self, ev: LockEvent, n: u64) {
-        let c = &self.0[ev as usize];
-        c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-    }
-    /// Add to a shared counter (folding).
-    pub(crate) fn add_shared(&self, ev: LockEvent, n: u64) {
-        self.0[ev as usize].fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self, ev: LockEvent) -> u64 {
-        self.0[ev as usize].load(Ordering::Relaxed)
-    }
-    /// A plain copy of all counters.
-    pub fn snapshot(&self) -> [u64; NR_LOCK_EVENTS] {
-        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
-    }
-    pub(crate) fn fold_into(&self, total: &LockEvents) {
-        for ev in LockEvent::ALL {
-            let v = self.get(*ev);
-            if v != 0 {
-                total.add_shared(*ev, v);
-            }
-        }
-    }
-}
-
-/// Count `n` events for the current task; a no-op outside emulated tasks.
-#[inline]
-pub(crate) fn count(ev: LockEvent, n: u64) {
-    crate::sched::with_current_opt(|t| {
-        if let Some(t) = t {
-            t.lock_events().add_local(ev, n)
-        }
-    })
 }
