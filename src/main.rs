@@ -7,6 +7,7 @@ mod cli;
 mod host;
 mod plan;
 mod run;
+mod watch;
 
 use anyhow::Result;
 use clap::Parser;

@@ -25,10 +25,40 @@ impl fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// `oomlab run`, validated.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct RunPlan {
     pub executor: Executor,
     pub run: RunConfig,
+    /// Where `--log` writes the kernel log.
+    pub log: Option<LogTarget>,
+}
+
+/// `--log PATH` (created, or truncated, before the run starts) or `--log -`.
+#[derive(Debug)]
+pub enum LogTarget {
+    Stdout,
+    File(std::fs::File),
+}
+
+impl LogTarget {
+    /// The watcher's sink (a file handle is moved, not reopened).
+    pub fn open(&self) -> crate::watch::LogSink {
+        match self {
+            LogTarget::Stdout => crate::watch::LogSink::Stdout,
+            LogTarget::File(f) => crate::watch::LogSink::File(
+                f.try_clone().expect("duplicating the --log file handle"),
+            ),
+        }
+    }
+}
+
+fn log_target(path: &std::path::Path) -> Result<LogTarget, UsageError> {
+    if path.as_os_str() == "-" {
+        return Ok(LogTarget::Stdout);
+    }
+    std::fs::File::create(path)
+        .map(LogTarget::File)
+        .map_err(|e| UsageError(format!("--log {}: cannot create it: {e}", path.display())))
 }
 
 /// `oomlab scenario NAME`, validated.
@@ -112,8 +142,10 @@ pub fn run(a: &RunArgs) -> Result<RunPlan, UsageError> {
         // The load's tasks, the supervisor and two kthreads, each an OS thread.
         host::check_threads_fit(u64::from(a.threads), load.tasks() + 3)?;
     }
+    let log = a.log.as_deref().map(log_target).transpose()?;
     Ok(RunPlan {
         executor: a.executor,
+        log,
         run: RunConfig {
             machine,
             load,

@@ -8,7 +8,9 @@
 
 use crate::cli::Executor;
 use crate::plan::RunPlan;
-use anyhow::Result;
+use crate::watch::Watcher;
+use anyhow::{Context, Result};
+
 use loadgen::load::LoadRun;
 use loadgen::report::Report;
 use mm::sched::sim::{Sim, SimConfig};
@@ -40,21 +42,35 @@ fn catch_signals() -> Result<()> {
 /// Run the plan and return its report.
 pub fn run(plan: &RunPlan) -> Result<Report> {
     catch_signals()?;
-    let r = match plan.executor {
-        Executor::Threads => {
-            LoadRun::boot(ThreadsExecutor::new(ThreadsConfig::default()), &plan.run)?
-                .run(&INTERRUPT)
-        }
-        Executor::Sim => LoadRun::boot(
-            Sim::new(SimConfig {
-                seed: plan.run.seed,
-                max_time_ns: plan.run.duration_ns.saturating_add(SIM_SLACK_NS),
-                max_steps: u64::MAX,
-                ..SimConfig::default()
-            }),
-            &plan.run,
-        )?
-        .run(&INTERRUPT),
-    };
-    Ok(r)
+    Ok(match plan.executor {
+        Executor::Threads => drive(
+            LoadRun::boot(ThreadsExecutor::new(ThreadsConfig::default()), &plan.run)?,
+            plan,
+        )?,
+        Executor::Sim => drive(
+            LoadRun::boot(
+                Sim::new(SimConfig {
+                    seed: plan.run.seed,
+                    max_time_ns: plan.run.duration_ns.saturating_add(SIM_SLACK_NS),
+                    max_steps: u64::MAX,
+                    ..SimConfig::default()
+                }),
+                &plan.run,
+            )?,
+            plan,
+        )?,
+    })
+}
+
+/// Run a booted machine with its watcher beside it.
+fn drive<E: mm::sched::Executor>(r: LoadRun<E>, plan: &RunPlan) -> Result<Report> {
+    let watcher = plan
+        .log
+        .as_ref()
+        .map(|sink| Watcher::start(r.kernel().log.clone(), sink.open()));
+    let report = r.run(&INTERRUPT);
+    if let Some(w) = watcher {
+        w.finish().context("writing the kernel log (--log)")?;
+    }
+    Ok(report)
 }

@@ -153,6 +153,11 @@ impl RunConfig {
 pub const INTERRUPT_WINDDOWN_NS: u64 = 900 * MS;
 /// See [`INTERRUPT_WINDDOWN_NS`].
 pub const INTERRUPT_KTHREADS_NS: u64 = SEC;
+/// Past the bound, the wind-down goes on while tasks are still exiting, for at most this
+/// long (the bound is kept within a second)...
+pub const GRACE_NS: u64 = SEC;
+/// ...as long as at least one task exits in every this much time.
+const GRACE_STEP_NS: u64 = 100 * MS;
 
 /// The work counters of one worker thread. Only that thread writes them (a plain load and
 /// store, no read-modify-write on the fault path); anyone may read them at any time, and once
@@ -781,7 +786,21 @@ impl<E: Executor> LoadRun<E> {
                     start.saturating_add(rc.duration_ns)
                 };
                 let l = load.clone();
-                self.machine.run_workload(bound, |_| l.tasks_alive() == 0)
+                let mut end = self.machine.run_workload(bound, |_| l.tasks_alive() == 0);
+                // Tasks still exiting at the bound (on a crowded host, killed tasks wait for a
+                // CPU): up to GRACE_NS more, for as long as some exit in every GRACE_STEP_NS.
+                let grace_end = bound.saturating_add(GRACE_NS);
+                while end == WorkloadEnd::TimeLimit && self.machine.now_ns() < grace_end {
+                    let before = l.tasks_alive();
+                    let step = self.machine.now_ns().saturating_add(GRACE_STEP_NS);
+                    end = self
+                        .machine
+                        .run_workload(step.min(grace_end), |_| l.tasks_alive() == 0);
+                    if end == WorkloadEnd::TimeLimit && l.tasks_alive() == before {
+                        break;
+                    }
+                }
+                end
             }
         };
         let wound_down_at = self.machine.now_ns();

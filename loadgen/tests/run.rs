@@ -70,7 +70,7 @@ fn assert_counts_add_up(r: &Report) {
 
 #[test]
 fn sim_run_keeps_its_bound_and_every_task_is_accounted_for() {
-    let rc = config(32, 16, 10, 1);
+    let rc = config(32, 16, 5, 1);
     let r = run_sim(&rc, 0);
     let l = load(&r);
     let s = r.summary().join("\n");
@@ -131,14 +131,14 @@ fn an_interrupt_winds_the_run_down_and_reports() {
 /// rate from the first third of the run to the last.
 #[test]
 fn long_runs_keep_their_pressure_as_pids_wrap() {
-    let rc = config(16, 8, 90, 4);
-    let r = LoadRun::boot(sim_for(&rc, 1000), &rc)
+    let rc = config(16, 8, 45, 4);
+    let r = LoadRun::boot(sim_for(&rc, 500), &rc)
         .expect("boot")
         .run(&AtomicI32::new(0));
     let s = r.summary().join("\n");
     assert_eq!(r.verdict, Verdict::Completed, "{s}");
     let l = load(&r);
-    assert!(l.tasks_started > 3000, "pids wrapped several times: {s}");
+    assert!(l.tasks_started > 1500, "pids wrapped several times: {s}");
     let third = rc.load_ns() / 3;
     let kills_in = |from: u64| {
         r.victims
@@ -171,8 +171,13 @@ fn refused_threads_leave_a_warning_not_a_crash() {
         .expect("boot")
         .run(&AtomicI32::new(0));
     let s = r.summary().join("\n");
-    assert_eq!(r.verdict, Verdict::Completed, "{s}");
-    assert_eq!(r.checks, Checks::Full, "{s}");
+    // Real threads: on a host busy enough, killed tasks may still be waiting for a CPU at
+    // the bound (the run then says so); either way nothing crashed and the books balance.
+    match r.verdict {
+        Verdict::Completed => assert_eq!(r.checks, Checks::Full, "{s}"),
+        Verdict::TimeLimit => assert!(load(&r).tasks_left > 0, "{s}"),
+        _ => panic!("{s}"),
+    }
     assert!(load(&r).clones_refused > 0, "{s}");
     assert!(
         s.contains("warning: the host refused") && s.contains("thread creations"),

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{panic_message, process, thread, wait_until, Log};
+use common::{panic_message, process, thread, wait_progress, wait_until, Log, STALL};
 use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
 use mm::sched::{
     self, current, fatal_signal_pending, hz, jiffies, ktime_get_ns, schedule, schedule_timeout,
@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
-const WATCHDOG: Duration = Duration::from_secs(30);
+/// Single-event waits: a hang detector ([`common::wait_until`]).
+const WATCHDOG: Duration = STALL;
 
 fn exec(hz: u32) -> ThreadsExecutor {
     ThreadsExecutor::new(ThreadsConfig {
@@ -29,10 +30,16 @@ fn exec(hz: u32) -> ThreadsExecutor {
     })
 }
 
-/// Wait (bounded) until every task of `ex` exited, then join.
+/// Wait until every task of `ex` exited (failing only if tasks stop exiting), then join.
 fn finish(ex: &ThreadsExecutor, what: &str) {
     let tl = ex.tasks().clone();
-    wait_until(WATCHDOG, what, || tl.nr_tasks() == 0);
+    let t2 = tl.clone();
+    wait_progress(
+        STALL,
+        what,
+        || u64::MAX - t2.nr_tasks() as u64,
+        || tl.nr_tasks() == 0,
+    );
     ex.join();
 }
 
@@ -89,8 +96,9 @@ fn many_killable_sleepers_are_all_woken() {
         (1..=4096).collect::<Vec<_>>(),
         "pids sequential from 1"
     );
-    wait_until(WATCHDOG, "all 4096 tasks in TASK_KILLABLE", || {
-        all.iter().all(|t| t.state() == TASK_KILLABLE)
+    let asleep = || all.iter().filter(|t| t.state() == TASK_KILLABLE).count() as u64;
+    wait_progress(STALL, "all 4096 tasks in TASK_KILLABLE", asleep, || {
+        asleep() == 4096
     });
 
     // Odd groups: SIGKILL to one (non-leader) thread takes the whole group.
@@ -170,7 +178,13 @@ fn ping_pong_never_loses_a_wakeup() {
     start.wait();
     let (t0, m) = (Instant::now(), moves.clone());
     let what = format!("{} ping-pong moves", 2 * ROUNDS);
-    wait_until(WATCHDOG, &what, || m.load(Ordering::SeqCst) == 2 * ROUNDS);
+    let m2 = m.clone();
+    wait_progress(
+        STALL,
+        &what,
+        || u64::from(m2.load(Ordering::SeqCst)),
+        || m.load(Ordering::SeqCst) == 2 * ROUNDS,
+    );
     finish(&ex, "both ping-pong tasks exit");
     assert_eq!(moves.load(Ordering::SeqCst), 2 * ROUNDS);
     eprintln!("ping-pong: {} round trips in {:?}", ROUNDS, t0.elapsed());

@@ -5,6 +5,7 @@
 //! kernel's ring buffer.
 
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::fmt;
 
 /// One log line.
@@ -26,9 +27,10 @@ impl fmt::Display for LogLine {
     }
 }
 
-/// The log buffer.
+/// The log buffer: the newest `cap` lines, and how many older ones were dropped. Line `n`
+/// of the machine's life (from 0) is at index `n - dropped` while it is kept.
 pub struct KernelLog {
-    lines: Mutex<(Vec<LogLine>, u64)>,
+    lines: Mutex<(VecDeque<LogLine>, u64)>,
     cap: usize,
 }
 
@@ -42,7 +44,7 @@ impl KernelLog {
     /// A buffer of at most `cap` lines (the binary prints them; the library does no I/O).
     pub fn new(cap: usize) -> Self {
         KernelLog {
-            lines: Mutex::new((Vec::new(), 0)),
+            lines: Mutex::new((VecDeque::new(), 0)),
             cap,
         }
     }
@@ -61,15 +63,27 @@ impl KernelLog {
         };
         let mut g = self.lines.lock();
         if g.0.len() >= self.cap {
-            g.0.remove(0);
+            g.0.pop_front();
             g.1 += 1;
         }
-        g.0.push(line);
+        g.0.push_back(line);
     }
 
     /// A copy of the buffer.
     pub fn lines(&self) -> Vec<LogLine> {
-        self.lines.lock().0.clone()
+        self.lines.lock().0.iter().cloned().collect()
+    }
+
+    /// The lines from number `seq` on (0 = the first line ever printed), the number to ask
+    /// for next time, and how many lines from `seq` on were already dropped (a reader that
+    /// falls more than the buffer behind misses them).
+    pub fn since(&self, seq: u64) -> (Vec<LogLine>, u64, u64) {
+        let g = self.lines.lock();
+        let dropped = g.1;
+        let next = dropped + g.0.len() as u64;
+        let missed = dropped.saturating_sub(seq);
+        let from = seq.saturating_sub(dropped) as usize;
+        (g.0.iter().skip(from).cloned().collect(), next, missed)
     }
 
     /// Lines dropped because the buffer was full.
@@ -86,6 +100,41 @@ impl KernelLog {
             .filter(|l| l.text.contains(pat))
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_on_from_a_cursor_and_counts_what_was_missed() {
+        let log = KernelLog::new(3);
+        let texts = |v: Vec<LogLine>| v.into_iter().map(|l| l.text).collect::<Vec<_>>();
+        log.printk("a");
+        log.printk("b");
+        let (l, next, missed) = log.since(0);
+        assert_eq!(
+            (texts(l), next, missed),
+            (vec!["a".into(), "b".into()], 2, 0)
+        );
+        for t in ["c", "d", "e"] {
+            log.printk(t);
+        }
+        // The buffer keeps c, d, e; a and b were dropped, and from 2 on nothing was missed.
+        let (l, next, missed) = log.since(2);
+        assert_eq!(
+            (texts(l), next, missed),
+            (vec!["c".into(), "d".into(), "e".into()], 5, 0)
+        );
+        log.printk("f");
+        log.printk("g");
+        // A reader at 5 missed f? No: f and g are kept (e, f, g).
+        assert_eq!(texts(log.since(5).0), vec!["f", "g"]);
+        // A reader still at 1 missed b, c, d.
+        let (l, next, missed) = log.since(1);
+        assert_eq!((texts(l).len(), next, missed), (3, 7, 3));
+        assert_eq!(log.dropped(), 4);
     }
 }
 

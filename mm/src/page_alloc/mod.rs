@@ -190,15 +190,10 @@ impl FramePool {
         }
         let mut map = memmap2::MmapOptions::new()
             .len(bytes as usize)
-            .populate()
             .map_anon()
             .map_err(PoolError::Map)?;
         let base = map.as_mut_ptr();
-        if cfg.poison {
-            // Boot-time frames count as freed: poison them all (this also pre-faults).
-            // SAFETY: the mapping is `bytes` long and nobody else refers to it yet.
-            unsafe { std::ptr::write_bytes(base, PAGE_POISON, bytes as usize) };
-        }
+        pool::prefault(base, bytes as usize, cfg.poison);
         let (pcp_high, pcp_batch) = pcp_high_batch(total);
         let nr_slots = std::thread::available_parallelism().map_or(1, |n| n.get());
         let slots = (0..nr_slots)

@@ -62,3 +62,56 @@ impl std::error::Error for PoolError {
         }
     }
 }
+
+/// Bytes one pre-faulting thread takes at a time.
+const PREFAULT_CHUNK: usize = 64 << 20;
+
+/// Pre-fault the pool's `len` bytes at `base` (or poison them: boot-time frames count as freed,
+/// and writing the poison faults them in too) on every host CPU, so that set-up takes the time
+/// of the host's page zeroing divided by its CPUs rather than one `MAP_POPULATE` pass.
+///
+/// Host work at boot, before any emulated code runs: it uses scoped host threads, the one
+/// place in `mm` besides the executors that does (ARCHITECTURE.md). Faulting is
+/// `MADV_POPULATE_WRITE` (Linux 5.14+), or one write per page where the host refuses it.
+pub(super) fn prefault(base: *mut u8, len: usize, poison: bool) {
+    let chunks = len.div_ceil(PREFAULT_CHUNK);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let base = base as usize;
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if i >= chunks {
+            return;
+        }
+        let start = i * PREFAULT_CHUNK;
+        let n = PREFAULT_CHUNK.min(len - start);
+        let p = (base + start) as *mut u8;
+        // SAFETY: [p, p + n) lies inside the pool's mapping, which the caller owns and
+        // nobody else refers to yet; chunks are disjoint.
+        unsafe {
+            if poison {
+                std::ptr::write_bytes(p, super::PAGE_POISON, n);
+            } else if libc::madvise(p.cast(), n, MADV_POPULATE_WRITE) != 0 {
+                let mut off = 0;
+                while off < n {
+                    std::ptr::write_volatile(p.add(off), 0);
+                    off += crate::pgtable::PAGE_SIZE as usize;
+                }
+            }
+        }
+    };
+    if threads <= 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(work);
+            }
+        });
+    }
+}
+
+/// `MADV_POPULATE_WRITE` (uapi/asm-generic/mman-common.h, Linux 5.14).
+const MADV_POPULATE_WRITE: libc::c_int = 23;

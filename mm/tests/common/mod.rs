@@ -36,17 +36,39 @@ impl<T: Clone> Log<T> {
     }
 }
 
-/// Poll `cond` (a test-side observation, outside the emulation) until it holds or `timeout`
-/// passes; panics with `what` on timeout. This is a watchdog that turns a hang (a lost
-/// wake-up) into a test failure, not a timing assumption: the condition is what is asserted.
-pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
+/// How long nothing may move before a wait below declares a hang.
+pub const STALL: Duration = Duration::from_secs(60);
+
+/// Poll `cond` (a test-side observation, outside the emulation) until it holds; panics with
+/// `what` if it stays false for `stall`. For a single event (a task reaching a sleep state, a
+/// wake-up arriving): a hang detector that turns a lost wake-up into a failure, not a time
+/// budget for work. Waits for many steps use [`wait_progress`], which only fails when the
+/// steps stop coming.
+pub fn wait_until(stall: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    wait_progress(stall, what, || 0, || cond());
+}
+
+/// Poll until `done` holds. A watchdog, not a time budget: it fails only when `progress` (a
+/// measure of the work done so far, e.g. a counter of moves or of tasks that reached a state)
+/// stays unchanged for `stall`, i.e. when the system stopped moving, however slow or loaded
+/// the host is.
+pub fn wait_progress(
+    stall: Duration,
+    what: &str,
+    mut progress: impl FnMut() -> u64,
+    mut done: impl FnMut() -> bool,
+) {
+    let mut last = progress();
+    let mut since = Instant::now();
     loop {
-        if cond() {
+        if done() {
             return;
         }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
+        let now = progress();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= stall {
+            panic!("no progress for {stall:?} (stuck at {last}) waiting for: {what}");
         }
         std::thread::sleep(Duration::from_micros(200));
     }
