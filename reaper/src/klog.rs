@@ -103,6 +103,40 @@ impl KernelLog {
     }
 }
 
+/// `___ratelimit()` with `DEFAULT_RATELIMIT_INTERVAL` (5 s) and `DEFAULT_RATELIMIT_BURST` (10),
+/// as `oom_rs` uses for `dump_header()`.
+pub struct RateLimit {
+    state: Mutex<(u64, u32)>,
+    interval_ns: u64,
+    burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            state: Mutex::new((0, 0)),
+            interval_ns: 5_000_000_000,
+            burst: 10,
+        }
+    }
+}
+
+impl RateLimit {
+    /// True if the caller may print now.
+    pub fn allow(&self, now_ns: u64) -> bool {
+        let mut g = self.state.lock();
+        if g.1 == 0 || now_ns >= g.0 + self.interval_ns {
+            *g = (now_ns, 0);
+        }
+        if g.1 < self.burst {
+            g.1 += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,39 +169,5 @@ mod tests {
         let (l, next, missed) = log.since(1);
         assert_eq!((texts(l).len(), next, missed), (3, 7, 3));
         assert_eq!(log.dropped(), 4);
-    }
-}
-
-/// `___ratelimit()` with `DEFAULT_RATELIMIT_INTERVAL` (5 s) and `DEFAULT_RATELIMIT_BURST` (10),
-/// as `oom_rs` uses for `dump_header()`.
-pub struct RateLimit {
-    state: Mutex<(u64, u32)>,
-    interval_ns: u64,
-    burst: u32,
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        RateLimit {
-            state: Mutex::new((0, 0)),
-            interval_ns: 5_000_000_000,
-            burst: 10,
-        }
-    }
-}
-
-impl RateLimit {
-    /// True if the caller may print now.
-    pub fn allow(&self, now_ns: u64) -> bool {
-        let mut g = self.state.lock();
-        if g.1 == 0 || now_ns >= g.0 + self.interval_ns {
-            *g = (now_ns, 0);
-        }
-        if g.1 < self.burst {
-            g.1 += 1;
-            true
-        } else {
-            false
-        }
     }
 }

@@ -44,8 +44,8 @@ pub const STALL: Duration = Duration::from_secs(60);
 /// wake-up arriving): a hang detector that turns a lost wake-up into a failure, not a time
 /// budget for work. Waits for many steps use [`wait_progress`], which only fails when the
 /// steps stop coming.
-pub fn wait_until(stall: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    wait_progress(stall, what, || 0, || cond());
+pub fn wait_until(stall: Duration, what: &str, cond: impl FnMut() -> bool) {
+    wait_progress(stall, what, || 0, cond);
 }
 
 /// Poll until `done` holds. A watchdog, not a time budget: it fails only when `progress` (a
