@@ -10,21 +10,27 @@
 
 use std::time::Duration;
 
-/// Parse a SIZE in bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    const ACCEPTED: &str =
-        "a whole number of bytes with an optional binary unit, e.g. 256MiB, 256M, 1GiB, 65536KiB";
+/// Split `s` into its digits and its unit, refusing spaces, fractions and a missing number
+/// with an error that says what is `accepted`.
+fn split_number<'a>(s: &'a str, accepted: &str) -> Result<(&'a str, &'a str), String> {
     if s.chars().any(char::is_whitespace) {
-        return Err(format!("no spaces allowed: expected {ACCEPTED}"));
+        return Err(format!("no spaces allowed: expected {accepted}"));
     }
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     let (num, unit) = s.split_at(digits);
     if unit.starts_with('.') || unit.starts_with(',') {
-        return Err(format!("fractions are not accepted: expected {ACCEPTED}"));
+        return Err(format!("fractions are not accepted: expected {accepted}"));
     }
     if num.is_empty() {
-        return Err(format!("expected {ACCEPTED}"));
+        return Err(format!("expected {accepted}"));
     }
+    Ok((num, unit))
+}
+
+/// Parse a SIZE in bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    const ACCEPTED: &str = "a whole number of bytes with an optional binary unit, e.g. 256MiB, 256M, 1GiB, 65536KiB";
+    let (num, unit) = split_number(s, ACCEPTED)?;
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kib" => 10,
@@ -47,19 +53,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parse a DURATION.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const ACCEPTED: &str =
-        "0, or a whole number with a unit: ns, us, ms, s, m or h (e.g. 100ms, 2s, 10m)";
-    if s.chars().any(char::is_whitespace) {
-        return Err(format!("no spaces allowed: expected {ACCEPTED}"));
-    }
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (num, unit) = s.split_at(digits);
-    if unit.starts_with('.') || unit.starts_with(',') {
-        return Err(format!("fractions are not accepted: expected {ACCEPTED}"));
-    }
-    if num.is_empty() {
-        return Err(format!("expected {ACCEPTED}"));
-    }
+    const ACCEPTED: &str = "0, or a whole number with a unit: ns, us, ms, s, m or h (e.g. 100ms, 2s, 10m)";
+    let (num, unit) = split_number(s, ACCEPTED)?;
     let num: u64 = num.parse().map_err(|_| format!("too long: {s}"))?;
     let per_unit_ns: u64 = match unit {
         "" if num == 0 => 0,
