@@ -141,7 +141,7 @@ pub const KNOBS: &[Knob] = &[
         value_name: "MODEL",
         choices: &[
             ("a", "v4.7 rwsem-xadd with the May-2016 down_write_killable() fix"),
-            ("rfc-v1", "the 2016 RFC as first posted: a killed writer leaves a stale waiting bias"),
+            ("rfc-v1", "the 2016 RFC's bail-out before the May-2016 fix: a killed writer leaves a stale waiting bias"),
         ],
         help: "The rw_semaphore model behind mmap_lock",
         default_note: None,
