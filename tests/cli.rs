@@ -412,7 +412,7 @@ fn run_on_sim_is_deterministic() {
     assert_eq!(a, check_run_summary(&args), "same seed, different run");
 }
 
-/// `oomlab run` names the locks that can never make progress. Under the RFC as first posted a
+/// `oomlab run` names the locks that can never make progress. Under the RFC before its fix a
 /// killed writer leaves its waiting bias behind and the faulting threads of that process hang
 /// for good: the sim run ends at its bound (exit 4) and the report explains the stuck
 /// mmap_lock. The same run with Model A completes and reports no stuck lock.
