@@ -317,18 +317,19 @@ impl FramePool {
         p
     }
 
-    /// `__alloc_pages_slowpath()` (v4.15), order 0, in the kernel's order (docs/oom-rules.md §1):
+    /// `__alloc_pages_slowpath()` (v4.15), order 0, in the kernel's order; the step numbers are
+    /// those of docs/oom-rules.md §1:
     ///
-    /// 1. alloc flags at the MIN watermark (`gfp_to_alloc_flags`), try again;
-    /// 2. `retry:` reserves: ALLOC_OOM for OOM victims unless `__GFP_NOMEMALLOC`; try again;
-    /// 3. no `__GFP_DIRECT_RECLAIM` ⇒ fail;
-    /// 4. direct reclaim (+ pcp drain), try again;
-    /// 5. `__GFP_NORETRY` ⇒ fail;
-    /// 6. `should_reclaim_retry()` ⇒ `goto retry`;
-    /// 7. `__alloc_pages_may_oom()` (oom_lock trylock, last chance, `out_of_memory()`);
-    /// 8. an OOM victim that already allocated with ALLOC_OOM (or `__GFP_NOMEMALLOC`) fails;
-    /// 9. OOM progress ⇒ `no_progress_loops = 0`, `goto retry` — forever for non-victims;
-    /// 10. `nopage:` `__GFP_NOFAIL` tries ALLOC_HARDER, `cond_resched()`, `goto retry`.
+    /// - 1: alloc flags at the MIN watermark (`gfp_to_alloc_flags`), try again;
+    /// - 2 (`retry:`): reserves: ALLOC_OOM for OOM victims unless `__GFP_NOMEMALLOC`; try again;
+    /// - 3: no `__GFP_DIRECT_RECLAIM` ⇒ fail;
+    /// - 4: direct reclaim (+ pcp drain; no compaction at order 0), try again;
+    /// - 5: `__GFP_NORETRY` ⇒ fail;
+    /// - 6: `should_reclaim_retry()` ⇒ `goto retry`; (7, compaction retries, does not apply)
+    /// - 8: `__alloc_pages_may_oom()` (oom_lock trylock, last chance, `out_of_memory()`);
+    /// - 9: an OOM victim that already allocated with ALLOC_OOM (or `__GFP_NOMEMALLOC`) fails;
+    /// - 10: OOM progress ⇒ `no_progress_loops = 0`, `goto retry`, forever for non-victims;
+    ///   `nopage:` `__GFP_NOFAIL` tries ALLOC_HARDER, `cond_resched()`, `goto retry`.
     ///
     /// Every loop passes through `cond_resched()` (in `__perform_reclaim`, or after NOFAIL) or a
     /// one-jiffy sleep (oom_lock contention), so the sim executor can switch. Nothing is
