@@ -12,7 +12,7 @@
 use mm::errno::Errno;
 use mm::gfp::Gfp;
 use mm::locking::kmutex::{KMutex, KMutexGuard};
-use mm::memory::{access_process_vm, fault_read_lock, touch, FaultError};
+use mm::memory::{access_process_vm, access_remote_vm_locked, fault_read_lock, touch, FaultError};
 use mm::mm_types::MmStruct;
 use mm::mmap::{
     mlock, mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
@@ -78,12 +78,7 @@ pub fn touch_pages(mm: &MmStruct, addr: u64, pages: u64) -> Step {
 
 /// Map and touch `pages` pages; returns the address.
 pub fn populate_anon(mm: &MmStruct, pages: u64) -> Step<u64> {
-    let addr = match map(mm, pages, false)? {
-        Ok(a) => a,
-        Err(_) => return Err(Exit),
-    };
-    touch_pages(mm, addr, pages)?;
-    Ok(addr)
+    populate(mm, pages, false, false, pages)
 }
 
 /// Allocate memory chunk by chunk until killed (a memory hog).
@@ -135,33 +130,67 @@ pub fn remote_write(target: &Arc<MmStruct>, addr: u64, len: usize) -> Step<Resul
     Ok(r)
 }
 
-/// Map `pages` of shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, i.e. shmem) and touch
-/// them; returns the address. The oom_reaper leaves such memory alone (docs/oom-rules.md §4.2).
-pub fn populate_shared(mm: &MmStruct, pages: u64) -> Step<u64> {
-    let addr = match map(mm, pages, true)? {
+/// A remote access ([`remote_read`] / [`remote_write`]) whose first page makes it wait with
+/// the target's `mmap_lock` held for read: `__access_remote_vm()` takes the lock, and
+/// `get_user_pages_remote()` without a `locked` argument cannot drop it while
+/// `filemap_fault()` waits for that page's I/O (docs/oom-rules.md §6 L1: the reader holds the
+/// lock before it needs memory). `stall` is that wait (it runs with the lock held; returning
+/// false abandons the access: the lock is dropped and nothing is transferred, `None`); then
+/// the pages are walked under the same hold. Deviation: there are no file pages, so the wait
+/// comes before the first (anonymous) page instead of being that page's fault.
+pub fn remote_access_stalled(
+    target: &Arc<MmStruct>,
+    addr: u64,
+    len: usize,
+    write: bool,
+    stall: impl FnOnce() -> bool,
+) -> Step<Option<Result<usize, Errno>>> {
+    if !target.mmget_not_zero() {
+        ret_to_user()?;
+        return Ok(Some(Err(Errno::EIO)));
+    }
+    let mut buf = vec![if write { 0x5au8 } else { 0 }; len];
+    let r = {
+        let g = mm::mmap_lock::mmap_read_lock(target);
+        stall().then(|| access_remote_vm_locked(target, &g, addr, &mut buf, write))
+    };
+    mm::memory::mmput(target);
+    ret_to_user()?;
+    Ok(r)
+}
+
+/// Map `pages` of anonymous memory (shared or private), `mlock(2)` them if `locked` (which
+/// faults them in), and write the first `resident` of them; returns the address. The one
+/// sequence behind [`populate_anon`], [`populate_shared`] and [`populate_locked`] (`Exit` when
+/// the mmap or mlock fails or the task is killed).
+pub fn populate(mm: &MmStruct, pages: u64, shared: bool, locked: bool, resident: u64) -> Step<u64> {
+    let addr = match map(mm, pages, shared)? {
         Ok(a) => a,
         Err(_) => return Err(Exit),
     };
-    touch_pages(mm, addr, pages)?;
+    if locked {
+        let r = mlock(mm, addr, pages * PAGE_SIZE);
+        ret_to_user()?;
+        if r.is_err() {
+            return Err(Exit);
+        }
+    }
+    // mlock's populate gives up on a fault it cannot satisfy; user space touching the pages
+    // retries those faults.
+    touch_pages(mm, addr, resident)?;
     Ok(addr)
+}
+
+/// Map `pages` of shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, i.e. shmem) and touch
+/// them; returns the address. The oom_reaper leaves such memory alone (docs/oom-rules.md §4.2).
+pub fn populate_shared(mm: &MmStruct, pages: u64) -> Step<u64> {
+    populate(mm, pages, true, false, pages)
 }
 
 /// Map `pages` of private anonymous memory and `mlock(2)` them (`VM_LOCKED`, faulted in by
 /// `mlock`'s populate); returns the address. The oom_reaper skips `VM_LOCKED` VMAs.
 pub fn populate_locked(mm: &MmStruct, pages: u64) -> Step<u64> {
-    let addr = match map(mm, pages, false)? {
-        Ok(a) => a,
-        Err(_) => return Err(Exit),
-    };
-    let r = mlock(mm, addr, pages * PAGE_SIZE);
-    ret_to_user()?;
-    if r.is_err() {
-        return Err(Exit);
-    }
-    // mlock's populate gives up on a fault it cannot satisfy; user space touching the pages
-    // retries those faults.
-    touch_pages(mm, addr, pages)?;
-    Ok(addr)
+    populate(mm, pages, false, true, pages)
 }
 
 /// `mmap` one page, touch it, `munmap` it, sleep 1 ms; `rounds` times. Each round takes

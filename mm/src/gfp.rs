@@ -129,6 +129,27 @@ impl Gfp {
     }
 }
 
+impl Gfp {
+    /// A mask written as the kernel writes it: names of [`GFP_NAMES`] joined by `|`
+    /// (`GFP_KERNEL`, `GFP_NOFS|__GFP_NOFAIL`). The error names what is accepted.
+    pub fn parse(s: &str) -> Result<Gfp, String> {
+        let mut gfp = Gfp::NONE;
+        for part in s.split('|') {
+            let part = part.trim();
+            match GFP_NAMES.iter().find(|(_, n)| *n == part) {
+                Some((g, _)) => gfp |= *g,
+                None => {
+                    return Err(format!(
+                        "unknown gfp flag '{part}': expected GFP_KERNEL, GFP_NOFS, GFP_NOIO, \
+                         GFP_ATOMIC, GFP_NOWAIT, GFP_USER... or __GFP_* bits, joined by '|'"
+                    ))
+                }
+            }
+        }
+        Ok(gfp)
+    }
+}
+
 /// `__def_gfpflag_names` (include/trace/events/mmflags.h, v4.15), in the kernel's order:
 /// `format_flags()` consumes the first entry whose bits are all present, then goes on with the
 /// remaining bits, so composites print before single bits.
