@@ -171,8 +171,51 @@ impl<'de> Deserialize<'de> for KnobValue {
     }
 }
 
-/// `[kernel]` and a `when` case's `kernel`: knob name (a flag without `--`) to value.
+/// `[kernel]`: knob name (a flag without `--`) to value.
 pub type KnobTable = BTreeMap<Spanned<String>, Spanned<KnobValue>>;
+
+/// A knob's values in an `[[expect.when]]` case: one value, or a list (the case then stands
+/// for every combination).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnobValues(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for KnobValues {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KnobValues;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a knob value or a list of them")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<KnobValues, E> {
+                Ok(KnobValues(vec![v.to_string()]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<KnobValues, E> {
+                Ok(KnobValues(vec![v.to_string()]))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<KnobValues, E> {
+                Ok(KnobValues(vec![u8::from(v).to_string()]))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KnobValues, E> {
+                Ok(KnobValues(vec![v.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<KnobValues, A::Error> {
+                let mut out = Vec::new();
+                while let Some(KnobValue(v)) = seq.next_element()? {
+                    out.push(v);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("an empty list of knob values"));
+                }
+                Ok(KnobValues(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An `[[expect.when]]` case's `kernel`.
+pub type CaseKnobTable = BTreeMap<Spanned<String>, Spanned<KnobValues>>;
 
 /// `resident = "all"` or a size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -556,7 +599,7 @@ pub struct RawCondition {
 #[serde(deny_unknown_fields)]
 pub struct RawExpect {
     pub seeds: Option<Spanned<Vec<u64>>>,
-    pub kernel: Option<Spanned<KnobTable>>,
+    pub kernel: Option<Spanned<CaseKnobTable>>,
     pub ending: Option<Spanned<EndingValue>>,
     pub oom_kills: Option<Spanned<CountValue>>,
     pub killed: Option<Spanned<Vec<Spanned<String>>>>,

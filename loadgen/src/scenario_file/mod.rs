@@ -91,14 +91,19 @@ pub fn parse(label: &str, stem: &str, text: &str) -> Result<ScenarioFile, FileEr
     };
     let raw: format::RawFile = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        // toml's messages can span lines (a snippet); keep the first.
+        // toml's messages can span lines (a snippet); keep the first. A scenario file has
+        // keys, not serde's "fields".
         let msg = e
             .message()
             .lines()
             .next()
             .unwrap_or("malformed TOML")
             .trim();
-        src.error(span, msg.to_string())
+        let msg = msg
+            .replace("unknown field", "unknown key")
+            .replace("missing field", "missing key")
+            .replace('`', "'");
+        src.error(span, msg)
     })?;
     validate::build(src, stem, raw)
 }

@@ -136,16 +136,22 @@ fn memory_value(src: &Source, m: &Spanned<SizeValue>) -> R<u64> {
             "impossible memory size: must be at least one page",
         ));
     };
-    let frames = bytes / PAGE_SIZE;
-    let w = mm::page_alloc::compute_watermarks(frames);
-    if w.high * 2 > frames {
+    let fits = |bytes: u64| {
+        let frames = bytes / PAGE_SIZE;
+        mm::page_alloc::compute_watermarks(frames).high * 2 <= frames
+    };
+    if !fits(bytes) {
+        let least = (1..=4096u64)
+            .map(|pages| pages * PAGE_SIZE)
+            .find(|b| fits(*b))
+            .unwrap_or(4 << 20);
         return Err(src.error(
             m.span(),
             format!(
-                "impossible memory size {}: too small for the page allocator's watermarks \
-                 (high {} pages); use at least 4MiB",
+                "impossible memory size {}: too small for the page allocator's watermarks; \
+                 use at least {}",
                 reaper::units::format_size(bytes),
-                w.high
+                reaper::units::format_size(least)
             ),
         ));
     }
@@ -175,6 +181,49 @@ fn knob_table(src: &Source, t: &Spanned<KnobTable>, memory_bytes: u64) -> R<Vec<
         out.push((k.get_ref().clone(), v.get_ref().0.clone()));
     }
     Ok(out)
+}
+
+/// A case's `kernel` table, each knob checked, expanded into every combination of the values
+/// listed (knobs in table order, values in the order given).
+fn case_knobs(
+    src: &Source,
+    t: &Spanned<CaseKnobTable>,
+    memory_bytes: u64,
+) -> R<Vec<Vec<(String, String)>>> {
+    let mut scratch = MachineConfig::sim(memory_bytes);
+    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (k, vs) in t.get_ref() {
+        if reaper::knobs::find(k.get_ref()).is_none() {
+            let names: Vec<&str> = reaper::knobs::KNOBS.iter().map(|k| k.name).collect();
+            return Err(src.error(
+                k.span(),
+                format!(
+                    "unknown knob '{}' (known: {})",
+                    k.get_ref(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        for v in &vs.get_ref().0 {
+            scratch
+                .set_knob(k.get_ref(), v)
+                .map_err(|e| src.error(vs.span(), e.to_string()))?;
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                vs.get_ref().0.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((k.get_ref().clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+        if combos.len() > 4096 {
+            return Err(src.error(t.span(), "more than 4096 configurations in one case"));
+        }
+    }
+    Ok(combos)
 }
 
 /// Which verb an action table has, with its span.
@@ -1082,11 +1131,13 @@ impl Builder {
                     "an [[expect.when]] case needs kernel = { ... }: the configuration it is about",
                 ));
             };
-            let kernel = knob_table(&self.src, k, self.memory_bytes)?;
-            cases.push(Case {
-                kernel,
-                expect: self.expect(wr)?,
-            });
+            let expect = self.expect(wr)?;
+            for kernel in case_knobs(&self.src, k, self.memory_bytes)? {
+                cases.push(Case {
+                    kernel,
+                    expect: expect.clone(),
+                });
+            }
         }
         Ok(Expectations {
             seeds,
@@ -1361,7 +1412,7 @@ fn check_orderings(f: &ScenarioFile, time_limit_ns: u64) -> R<()> {
                         return Err(f.src.error(
                             c.span.clone(),
                             format!(
-                                "{} can never hold: the time limit is {}",
+                                "'{}' can never hold: the time limit is {}",
                                 c.text,
                                 reaper::machine::secs(time_limit_ns)
                             ),
@@ -1376,7 +1427,7 @@ fn check_orderings(f: &ScenarioFile, time_limit_ns: u64) -> R<()> {
                         return Err(f.src.error(
                             c.span.clone(),
                             format!(
-                                "{} can never hold: no action of {} allocates memory",
+                                "'{}' can never hold: no action of {} allocates memory",
                                 c.text,
                                 f.thread_ref(*thread)
                             ),
@@ -1398,7 +1449,7 @@ fn check_orderings(f: &ScenarioFile, time_limit_ns: u64) -> R<()> {
                         return Err(f.src.error(
                             c.span.clone(),
                             format!(
-                                "{} can never hold: no action of {} takes that lock{}",
+                                "'{}' can never hold: no action of {} takes that lock{}",
                                 c.text,
                                 f.thread_ref(*thread),
                                 match mode {

@@ -195,6 +195,9 @@ pub struct SimShared {
     pub(crate) hz: u32,
     inner: parking_lot::Mutex<Inner>,
     tasks: Arc<TaskList>,
+    /// Index of the next task created: tasks are indexed in creation order, which is pid
+    /// order unless `ns_last_pid` skipped pids ([`TaskList::set_ns_last_pid`]).
+    next_idx: std::sync::atomic::AtomicUsize,
 }
 
 impl SimShared {
@@ -250,11 +253,15 @@ impl SimShared {
         kind: CloneKind,
         f: Box<dyn FnOnce() + Send>,
     ) -> Result<Arc<Task>, CloneError> {
-        let t = self
-            .tasks
-            .create(&kind, |tid| ExecHandle::Sim(self.clone(), tid as usize - 1))?;
+        let mut idx = usize::MAX;
+        let t = self.tasks.create(&kind, |_| {
+            // Called once, only for a task that is created.
+            idx = self
+                .next_idx
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ExecHandle::Sim(self.clone(), idx)
+        })?;
         let mut g = self.inner.lock();
-        let idx = t.tid() as usize - 1;
         assert_eq!(g.on_rq.len(), idx, "sim task index out of step");
         g.on_rq.push(true);
         g.timer_gen.push(0);
@@ -269,6 +276,8 @@ pub struct Sim {
     cfg: SimConfig,
     shared: Arc<SimShared>,
     tasks: Vec<Arc<Task>>,
+    /// Task index by tid (indices follow creation order).
+    index: std::collections::HashMap<Tid, usize>,
     cos: Vec<Option<Co>>,
     rng: Xoshiro256PlusPlus,
     steps: u64,
@@ -292,12 +301,14 @@ impl Sim {
                 spawned: Vec::new(),
             }),
             tasks: Arc::new(TaskList::new()),
+            next_idx: std::sync::atomic::AtomicUsize::new(0),
         });
         Sim {
             rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
             cfg,
             shared,
             tasks: Vec::new(),
+            index: std::collections::HashMap::new(),
             cos: Vec::new(),
             steps: 0,
             live: 0,
@@ -359,7 +370,12 @@ impl Sim {
                 // do_exit(): release the address space in task context.
                 crate::memory::exit_mm();
             });
-            assert_eq!(self.cos.len(), t.tid() as usize - 1);
+            let idx = match &t.exec {
+                ExecHandle::Sim(_, idx) => *idx,
+                _ => unreachable!("a sim task"),
+            };
+            assert_eq!(self.cos.len(), idx, "sim task index out of step");
+            self.index.insert(t.tid(), idx);
             self.cos.push(Some(co));
             self.tasks.push(t);
             self.live += 1;
@@ -367,11 +383,10 @@ impl Sim {
     }
 
     fn idx_of(&self, tid: Tid) -> Result<usize, StepError> {
-        let idx = (tid as usize).wrapping_sub(1);
-        if idx >= self.tasks.len() {
-            return Err(StepError::NoSuchTask(tid));
-        }
-        Ok(idx)
+        self.index
+            .get(&tid)
+            .copied()
+            .ok_or(StepError::NoSuchTask(tid))
     }
 
     /// The task sleeps (alive, not runnable).
