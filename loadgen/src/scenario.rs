@@ -15,12 +15,10 @@
 use crate::report::{Report, Workload};
 use crate::scenario_file::{interp, ScenarioFile};
 use crate::user::Step;
-use mm::memory::attach_mm;
 use mm::mm_types::MmStruct;
 use mm::page_alloc::PoolError;
 use mm::sched::sim::{Sim, SimConfig};
-use mm::sched::{self};
-use mm::task::{CloneKind, Task};
+use mm::task::Task;
 use reaper::machine::{Kernel, Machine, MachineConfig, WorkloadEnd};
 use std::sync::Arc;
 
@@ -66,41 +64,6 @@ impl Ctx<'_> {
             let _ = body(mm);
         })
     }
-}
-
-/// `clone(CLONE_THREAD|CLONE_VM)` from inside a process: a thread sharing its mm.
-pub fn spawn_thread(body: impl FnOnce(Arc<MmStruct>) -> Step + Send + 'static) -> Arc<Task> {
-    let tgid = sched::with_current(|t| t.tgid());
-    sched::spawn(CloneKind::Thread { tgid }, move || {
-        let Some(mm) = sched::with_current(|t| t.mm()) else {
-            return;
-        };
-        let _ = body(mm);
-    })
-    .expect("cloning a thread")
-}
-
-/// `clone(CLONE_VM)` without `CLONE_THREAD` from inside a process: a new process `comm`
-/// sharing the caller's address space.
-pub fn spawn_clone_vm(
-    comm: &str,
-    body: impl FnOnce(Arc<MmStruct>) -> Step + Send + 'static,
-) -> Arc<Task> {
-    let mm = sched::with_current(|t| t.mm()).expect("a user process");
-    let adj = sched::with_current(|t| t.group().oom_score_adj());
-    mm.mmget();
-    sched::spawn(
-        CloneKind::Process {
-            comm: comm.to_string(),
-        },
-        move || {
-            sched::with_current(|t| t.group().set_oom_score_adj(adj));
-            attach_mm(&mm);
-            mm::memory::mmput(&mm);
-            let _ = body(mm);
-        },
-    )
-    .expect("cloning a CLONE_VM process")
 }
 
 /// How a scenario sets its machine up.

@@ -259,6 +259,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn masks_parse_as_the_kernel_writes_them() {
+        assert_eq!(Gfp::parse("GFP_KERNEL"), Ok(Gfp::GFP_KERNEL));
+        assert_eq!(Gfp::parse("GFP_NOFS"), Ok(Gfp::GFP_NOFS));
+        assert_eq!(
+            Gfp::parse("GFP_NOFS|__GFP_NOFAIL"),
+            Ok(Gfp::GFP_NOFS | Gfp::__GFP_NOFAIL)
+        );
+        for m in [
+            Gfp::GFP_KERNEL,
+            Gfp::GFP_NOIO,
+            Gfp::GFP_ATOMIC,
+            Gfp::GFP_USER,
+        ] {
+            assert_eq!(Gfp::parse(&m.to_string()), Ok(m), "{m}");
+        }
+        let e = Gfp::parse("GFP_KERNEL|GFP_NOPE").unwrap_err();
+        assert!(e.starts_with("unknown gfp flag 'GFP_NOPE'"), "{e}");
+        assert!(Gfp::parse("").is_err());
+    }
+
+    #[test]
     fn compositions_have_the_v4_15_values() {
         assert_eq!(Gfp::GFP_KERNEL.bits(), 0x14000c0);
         assert_eq!(Gfp::GFP_NOFS.bits(), 0x1400040);

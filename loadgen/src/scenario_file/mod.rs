@@ -2,7 +2,7 @@
 //! scenarios embedded from `scenarios/*.toml`). docs/scenario-format.md is the reference for
 //! every key; this module reads a file, checks it, and runs it on a machine.
 //!
-//! - [`format`]: the TOML schema as serde reads it (unknown keys refused, spans kept);
+//! - [`format`](mod@format): the TOML schema as serde reads it (unknown keys refused, spans kept);
 //! - [`validate`]: names resolved, sizes checked, orderings checked for cycles and for
 //!   conditions that can never hold; the result is a [`ScenarioFile`];
 //! - [`interp`]: the processes and their scripts, run as emulated tasks; orderings are polled

@@ -469,14 +469,14 @@ impl Builder {
             }
             self.procs[id].clone_vm = Some(parent);
         }
-        for id in 0..self.procs.len() {
+        for (id, clone) in clone_of.iter().enumerate() {
             let mut owner = id;
             let mut steps = 0;
             while let Some(p) = self.procs[owner].clone_vm {
                 owner = p;
                 steps += 1;
                 if steps > self.procs.len() {
-                    let span = clone_of[id].as_ref().expect("clone_vm").span();
+                    let span = clone.as_ref().map_or(0..0, |c| c.span());
                     return Err(self.err(
                         span,
                         format!(
@@ -679,13 +679,10 @@ impl Builder {
                 }
                 .expect("verb");
                 let (tp, tm) = self.mapping_ref(target)?;
-                if t.stall.is_some() && t.stall_until.is_some() {
-                    return Err(self.err(
-                        t.stall_until.as_ref().expect("stall_until").span(),
-                        "give stall or stall_until, not both",
-                    ));
-                }
                 let stall = match (&t.stall, &t.stall_until) {
+                    (Some(_), Some(c)) => {
+                        return Err(self.err(c.span(), "give stall or stall_until, not both"))
+                    }
                     (Some(d), _) => Some(Stall::For {
                         ms: self.whole_ms(d)?,
                     }),
@@ -967,8 +964,8 @@ impl Builder {
             };
             return Ok(LockRef::MmapLock(self.procs[pid].mm_owner));
         }
-        if s.starts_with("mutex:") {
-            let name = Spanned::new(r.span(), s["mutex:".len()..].to_string());
+        if let Some(m) = s.strip_prefix("mutex:") {
+            let name = Spanned::new(r.span(), m.to_string());
             return Ok(LockRef::Mutex(self.mutex(&name)?));
         }
         Err(self.err(
@@ -1181,6 +1178,9 @@ impl Builder {
 
 // ---- sizes ----------------------------------------------------------------------------------
 
+/// Resolves a size on the machine and refuses an impossible one (what, for the message).
+type SizeCheck<'a> = dyn Fn(SizeValue, &Range<usize>, &str) -> R<u64> + 'a;
+
 /// Every size resolved on a machine of `frames` pages is possible.
 pub(crate) fn check_sizes(f: &ScenarioFile, frames: u64) -> R<()> {
     let task_pages = TASK_SIZE / PAGE_SIZE;
@@ -1215,12 +1215,7 @@ pub(crate) fn check_sizes(f: &ScenarioFile, frames: u64) -> R<()> {
             }
         }
     }
-    fn walk(
-        f: &ScenarioFile,
-        acts: &[Action],
-        frames: u64,
-        check: &dyn Fn(SizeValue, &Range<usize>, &str) -> R<u64>,
-    ) -> R<()> {
+    fn walk(f: &ScenarioFile, acts: &[Action], frames: u64, check: &SizeCheck<'_>) -> R<()> {
         for a in acts {
             match &a.kind {
                 ActionKind::Populate { size, .. } => {
