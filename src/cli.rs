@@ -94,8 +94,8 @@ pub struct ScenarioArgs {
     #[arg(long, conflicts_with = "name")]
     pub list: bool,
 
-    /// Run every configuration the scenario's [expect] names and check its expectations:
-    /// one line per unmet expectation and exit status 1, or 0 when all hold.
+    /// Run every configuration and seed the scenario's expect table names and check its
+    /// expectations: one line per unmet one and exit status 1, or 0 when all hold.
     #[arg(long, conflicts_with_all = ["list", "json"])]
     pub check: bool,
 
