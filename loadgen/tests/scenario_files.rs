@@ -592,3 +592,16 @@ script = [
         }
     }
 }
+
+/// docs/scenario-format.md shows the worked examples as they are shipped (and so as this file
+/// tests them).
+#[test]
+fn the_format_reference_shows_the_shipped_examples() {
+    let doc = include_str!("../../docs/scenario-format.md");
+    for (name, text) in [("rfc-chain", RFC_CHAIN), ("inode-lock", INODE_LOCK)] {
+        assert!(
+            doc.contains(&format!("```toml\n{text}```")),
+            "docs/scenario-format.md does not show scenarios/examples/{name}.toml verbatim"
+        );
+    }
+}
