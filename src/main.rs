@@ -134,13 +134,13 @@ fn scenario(args: &ScenarioArgs) -> Result<u8> {
     };
     let trial = loadgen::scenario::run_trial(&plan.scenario, &plan.cfg)?;
     let r = &trial.report;
-    let user_file = plan.scenario.invocation != plan.scenario.name;
     let lines = if plan.json {
         let mut v = r.json();
-        if user_file {
-            // The report names the scenario as the command line does (`--file PATH`).
+        if let Some(path) = &plan.file {
+            // The summary names the scenario as the command line does (`--file PATH`); the
+            // JSON keeps the two apart.
             v["scenario"] = serde_json::json!(plan.scenario.name);
-            v["file"] = serde_json::json!(plan.scenario.file().map(|f| f.label()));
+            v["file"] = serde_json::json!(path);
         }
         if !trial.notes.is_empty() {
             v["notes"] = serde_json::json!(trial.notes);

@@ -38,6 +38,8 @@ pub struct ScenarioPlan {
     pub scenario: Scenario,
     pub cfg: ScenarioConfig,
     pub json: bool,
+    /// `--file PATH`, as given.
+    pub file: Option<String>,
 }
 
 /// `oomlab scenario NAME|--file PATH --check`, validated: every run to make.
@@ -197,6 +199,7 @@ pub fn scenario(a: &ScenarioArgs) -> Result<ScenarioCommand, UsageError> {
         scenario: sc,
         cfg,
         json: a.json,
+        file: a.file.as_ref().map(|p| p.display().to_string()),
     }))
 }
 

@@ -180,7 +180,7 @@ pub fn kill(t: &Task) {
 /// (`io_schedule()` in `wait_on_page_bit()`, a slow NFS server, a stuck device): SIGKILL
 /// neither ends nor shortens it. Stray wake-ups go back to sleep until the time is up.
 pub fn io_wait_ms(ms: u64) {
-    let deadline = sched::ktime_get_ns() + ms * 1_000_000;
+    let deadline = sched::ktime_get_ns().saturating_add(ms.saturating_mul(1_000_000));
     let per_jiffy = 1_000_000_000 / sched::hz() as u64;
     loop {
         let now = sched::ktime_get_ns();

@@ -93,7 +93,7 @@ fn action(p: &mut Picker, procs: &[P], me: usize, me_is_p0_main: bool, depth: us
         0 => format!("{{ sleep = \"{}ms\"", p.pick(400)),
         1 => format!(
             "{{ populate = \"{}%\"{}",
-            1 + p.pick(50),
+            1 + p.pick(70),
             p.one(&["", ", kind = \"shared\"", ", locked = true"])
         ),
         2 if depth < 2 => {
@@ -155,8 +155,12 @@ fn script(p: &mut Picker, procs: &[P], me: usize, me_is_p0_main: bool) -> String
     if me_is_p0_main {
         acts.push(format!("{{ populate = {} }}", 1 + p.pick(200)));
     }
-    for _ in 0..p.pick(5) {
+    for _ in 0..1 + p.pick(5) {
         acts.push(action(p, procs, me, me_is_p0_main, 0));
+    }
+    // p0's main thread is what conditions watch: mostly keep it alive until it is killed.
+    if me_is_p0_main && p.chance(70) {
+        acts.push("\"pause\"".to_string());
     }
     format!("[{}]", acts.join(", "))
 }
@@ -232,7 +236,7 @@ fn cases() -> u32 {
     if cfg!(debug_assertions) {
         12
     } else {
-        48
+        64
     }
 }
 

@@ -161,6 +161,10 @@ fn bad_input_is_one_line_at_its_place() {
             "[[process]]\nname = \"a\"\nmapping = [{ name = \"h\", size = 8 }]\nscript = [{ remote_read = \"a.h\", size = 4, offset = 6 }]\n",
             "does not fit in a.h (8 pages)",
         ),
+        (
+            "[[process]]\nname = \"a\"\nmapping = [{ name = \"h\", size = \"1GiB\", resident = 0 }]\nscript = [{ remote_read = \"a.h\" }]\n",
+            "t.toml:4:11: impossible size: a remote access of 262144 pages is larger than the machine (4096 pages)",
+        ),
         // Knobs go through the knob table.
         (
             "[kernel]\nwrite-lock = \"sometimes\"\n",

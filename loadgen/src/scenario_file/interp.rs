@@ -449,7 +449,7 @@ impl ThreadCtx {
                 let (addr, len) = self.binding(name).ok_or(Exit)?;
                 let off = self.pages(*offset);
                 let n = pages.map_or(len.saturating_sub(off), |p| self.pages(p));
-                touch_pages(&mm, addr + off * PAGE_SIZE, n)?;
+                touch_pages(&mm, addr.saturating_add(off.saturating_mul(PAGE_SIZE)), n)?;
             }
             ActionKind::Munmap { name } => {
                 let Some((addr, len)) = self.binding(name) else {

@@ -1241,7 +1241,15 @@ pub(crate) fn check_sizes(f: &ScenarioFile, frames: u64) -> R<()> {
                         Some(s) => check(*s, &a.span, "remote access")?,
                         None => len.saturating_sub(off),
                     };
-                    if n == 0 || off + n > len {
+                    if n > frames {
+                        return Err(f.src.error(
+                            a.span.clone(),
+                            format!(
+                                "impossible size: a remote access of {n} pages is larger than the machine ({frames} pages): its buffer could not be resident"
+                            ),
+                        ));
+                    }
+                    if n == 0 || off.saturating_add(n) > len {
                         return Err(f.src.error(
                             a.span.clone(),
                             format!(
