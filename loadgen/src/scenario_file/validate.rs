@@ -608,7 +608,6 @@ impl Builder {
             None if verb == "mmap" => OnError::Exit,
             None => OnError::Continue,
         };
-        let proc = self.threads[tid].proc;
         let shared = t
             .kind
             .as_ref()
@@ -740,7 +739,7 @@ impl Builder {
                 }
                 let mut out = Vec::new();
                 for s in steps {
-                    out.push(self.kernel_step(tid, proc, s, &out)?);
+                    out.push(self.kernel_step(tid, s, &out)?);
                 }
                 ActionKind::InKernel { steps: out }
             }
@@ -758,7 +757,6 @@ impl Builder {
     fn kernel_step(
         &mut self,
         tid: ThreadId,
-        _proc: ProcId,
         raw: Spanned<RawKernelAction>,
         before: &[KernelStep],
     ) -> R<KernelStep> {
