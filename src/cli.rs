@@ -8,6 +8,7 @@ use reaper::knobs::KNOBS;
 use reaper::machine::MachineConfig;
 use reaper::units;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Emulates the Linux memory manager under memory pressure: a killable mmap_lock
@@ -24,7 +25,7 @@ pub struct Cli {
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0    the run or scenario completed (OOM kills and livelocks are results, not errors)
-  1    runtime error of the tool
+  1    runtime error of the tool, or scenario --check found unmet expectations
   2    bad usage (one line on stderr names what was wrong), or not implemented yet
   3    the modelled kernel panicked (panic_on_oom, or nothing left to kill)
   4    the time bound passed with tasks left (scenario --time-limit; run: the wind-down
@@ -37,7 +38,7 @@ Reproduce any sim-executor run with the same --seed.";
 pub enum Command {
     /// Run the load generator against the emulated kernel for --duration.
     Run(RunArgs),
-    /// Run one canonical OOM scenario on the deterministic sim executor.
+    /// Run an OOM scenario (canonical, or from a file) on the deterministic sim executor.
     Scenario(ScenarioArgs),
     /// Run a benchmark and write its medians and ratios to `target/oomlab-bench/<bench>.json`.
     Bench(BenchArgs),
@@ -88,30 +89,40 @@ pub struct RunArgs {
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 #[command(after_help = EXIT_STATUS_HELP)]
 pub struct ScenarioArgs {
-    /// Scenario to run (see --list), e.g. remote-reader.
-    #[arg(value_name = "NAME", required_unless_present = "list")]
+    /// Canonical scenario to run (see --list), e.g. remote-reader.
+    #[arg(value_name = "NAME", required_unless_present_any = ["list", "file"])]
     pub name: Option<String>,
 
-    /// List the scenarios, one line each, and exit.
+    /// Run the scenario described in this file instead (TOML; docs/scenario-format.md).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["name", "list"])]
+    pub file: Option<PathBuf>,
+
+    /// List the canonical scenarios, one line each, and exit.
     #[arg(long, conflicts_with = "name")]
     pub list: bool,
+
+    /// Run every configuration and seed the scenario's expect table names and check its
+    /// expectations: one line per unmet one and exit status 1, or 0 when all hold.
+    #[arg(long, conflicts_with_all = ["list", "json"])]
+    pub check: bool,
 
     /// Print one JSON object instead of the kernel log and summary (with --list: an array).
     #[arg(long)]
     pub json: bool,
 
-    /// Seed of the sim executor's picker, 0 to 2^64-1.
-    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
-          value_parser = parse_seed)]
-    pub seed: u64,
+    /// Seed of the sim executor's picker, 0 to 2^64-1 [default: 0; with --check, the file's
+    /// seeds].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_seed)]
+    pub seed: Option<u64>,
 
     /// Emulated physical memory [default: the scenario's own, 16MiB for most].
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<Bytes>,
 
-    /// End the trial at this emulated time even if tasks remain (exit status 4).
-    #[arg(long, value_name = "DURATION", default_value = "600s", value_parser = parse_positive_duration)]
-    pub time_limit: Duration,
+    /// End the trial at this emulated time even if tasks remain (exit status 4) [default:
+    /// the scenario's time_limit, else 600s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub time_limit: Option<Duration>,
 
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -363,8 +374,33 @@ mod tests {
             ]
         );
         assert_eq!(a.memory, None);
-        assert_eq!(a.time_limit, Duration::from_secs(600));
-        assert_eq!(a.seed, 7);
+        assert_eq!(a.time_limit, None);
+        assert_eq!(a.seed, Some(7));
         assert!(a.json);
+        assert!(!a.check);
+    }
+
+    #[test]
+    fn scenario_takes_a_file_or_a_name_and_checks_either() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["oomlab", "scenario"].iter().chain(args)).map(|c| {
+                match c.command {
+                    Command::Scenario(a) => a,
+                    _ => panic!("not scenario"),
+                }
+            })
+        };
+        let a = parse(&["--file", "x.toml", "--check"]).unwrap();
+        assert_eq!(a.file, Some(PathBuf::from("x.toml")));
+        assert!(a.check && a.name.is_none());
+        assert!(parse(&["remote-reader", "--check"]).unwrap().check);
+        for bad in [
+            &["--file", "x.toml", "remote-reader"][..],
+            &["--file", "x.toml", "--list"],
+            &["--check", "--list"],
+            &["x", "--check", "--json"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

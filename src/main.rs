@@ -23,6 +23,8 @@ use std::process::ExitCode;
 const EXIT_OK: u8 = 0;
 /// A runtime error of the tool (I/O).
 const EXIT_ERROR: u8 = 1;
+/// `scenario --check` found unmet expectations (one line each on stdout).
+const EXIT_CHECK_FAILED: u8 = 1;
 /// Bad command line (including a pool the host cannot hold), or a feature that is not
 /// implemented yet.
 const EXIT_USAGE: u8 = 2;
@@ -130,20 +132,80 @@ fn run(args: &RunArgs) -> Result<u8> {
 fn scenario(args: &ScenarioArgs) -> Result<u8> {
     let plan = match plan::scenario(args)? {
         ScenarioCommand::List { json } => return list_scenarios(json),
+        ScenarioCommand::Check(c) => return check_scenario(&c),
         ScenarioCommand::Run(p) => p,
     };
-    let r = loadgen::scenario::run(plan.scenario, &plan.cfg)?;
+    let trial = loadgen::scenario::run_trial(&plan.scenario, &plan.cfg)?;
+    let r = &trial.report;
     let lines = if plan.json {
-        vec![r.json().to_string()]
+        let mut v = r.json();
+        if let Some(path) = &plan.file {
+            // The summary names the scenario as the command line does (`--file PATH`); the
+            // JSON keeps the two apart.
+            v["scenario"] = serde_json::json!(plan.scenario.name);
+            v["file"] = serde_json::json!(path);
+        }
+        if !trial.notes.is_empty() {
+            v["notes"] = serde_json::json!(trial.notes);
+        }
+        vec![v.to_string()]
     } else {
-        r.log
+        let mut lines: Vec<String> = r
+            .log
             .iter()
             .cloned()
             .chain([String::new()])
             .chain(r.summary())
-            .collect()
+            .collect();
+        if !trial.notes.is_empty() {
+            lines.push("notes:".to_string());
+            lines.extend(trial.notes.iter().map(|n| format!("  {n}")));
+        }
+        lines
     };
-    finish_report(&r, &lines)
+    finish_report(r, &lines)
+}
+
+/// `oomlab scenario ... --check`: run every configuration × seed of the file's `[expect]`,
+/// print one line per unmet expectation (exit 1), or one line saying that all hold (0). An
+/// emulator bug in any run is reported as such (101).
+fn check_scenario(c: &plan::CheckPlan) -> Result<u8> {
+    let mut out = io::stdout().lock();
+    let mut unmet = 0usize;
+    let mut bug = false;
+    for run in &c.runs {
+        let t = loadgen::scenario::run_trial(&c.scenario, &run.cfg)?;
+        if let Verdict::EmulatorBug { what } = &t.report.verdict {
+            eprintln!(
+                "oomlab: emulator invariant broken ({}, {}): {what}",
+                c.label, run.what
+            );
+            bug = true;
+        }
+        for u in run.expect.unmet(&t.report, &t.notes) {
+            writeln!(out, "{}: {}: {u}", c.label, run.what)?;
+            unmet += 1;
+        }
+    }
+    if unmet == 0 {
+        writeln!(
+            out,
+            "{}: {} every expectation holds",
+            c.label,
+            match c.runs.len() {
+                1 => "1 run,".to_string(),
+                n => format!("{n} runs,"),
+            }
+        )?;
+    }
+    out.flush()?;
+    Ok(if bug {
+        EXIT_BUG
+    } else if unmet > 0 {
+        EXIT_CHECK_FAILED
+    } else {
+        EXIT_OK
+    })
 }
 
 /// `oomlab scenario --list`: one line per scenario, or a JSON array with `--json`.

@@ -8,9 +8,11 @@ use crate::cli::{Executor, KernelArgs, RunArgs, ScenarioArgs};
 use crate::host;
 use loadgen::load::{LoadConfig, RunConfig};
 use loadgen::scenario::{Scenario, ScenarioConfig};
+use loadgen::scenario_file::{self, expect::CheckRun};
 use loadgen::scenarios;
 use reaper::machine::MachineConfig;
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 /// A command line that parsed but cannot be run as asked.
@@ -61,17 +63,28 @@ fn log_target(path: &std::path::Path) -> Result<LogTarget, UsageError> {
         .map_err(|e| UsageError(format!("--log {}: cannot create it: {e}", path.display())))
 }
 
-/// `oomlab scenario NAME`, validated.
+/// `oomlab scenario NAME|--file PATH`, validated.
 pub struct ScenarioPlan {
-    pub scenario: &'static Scenario,
+    pub scenario: Scenario,
     pub cfg: ScenarioConfig,
     pub json: bool,
+    /// `--file PATH`, as given.
+    pub file: Option<String>,
+}
+
+/// `oomlab scenario NAME|--file PATH --check`, validated: every run to make.
+pub struct CheckPlan {
+    /// The file as `--check` names it in its output.
+    pub label: String,
+    pub scenario: Scenario,
+    pub runs: Vec<CheckRun>,
 }
 
 /// What `oomlab scenario` was asked to do.
 pub enum ScenarioCommand {
     List { json: bool },
     Run(ScenarioPlan),
+    Check(CheckPlan),
 }
 
 const MS: u64 = 1_000_000;
@@ -161,29 +174,80 @@ pub fn run(a: &RunArgs) -> Result<RunPlan, UsageError> {
     })
 }
 
+/// Read and check `--file PATH`: any problem is one line (with the file's line and column
+/// when it is in the file), and nothing runs.
+fn scenario_from_file(path: &Path) -> Result<Scenario, UsageError> {
+    let label = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| UsageError(format!("--file {label}: {e}")))?;
+    let stem = path.file_stem().map_or_else(
+        || "scenario".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let file =
+        scenario_file::parse_bytes(&label, &stem, &bytes).map_err(|e| UsageError(e.to_string()))?;
+    Ok(Scenario::from_file(file, format!("--file {label}")))
+}
+
 /// Plan `oomlab scenario`.
+///
+/// The kernel configuration is built in layers: the sim defaults, the file's `[kernel]`, the
+/// knob flags given on the command line; with `--check`, each `[[expect.when]]` case's own
+/// `kernel` table goes last (its expectations are about that configuration).
 pub fn scenario(a: &ScenarioArgs) -> Result<ScenarioCommand, UsageError> {
     if a.list {
         return Ok(ScenarioCommand::List { json: a.json });
     }
-    let name = a.name.as_deref().unwrap_or_default();
-    let Some(sc) = scenarios::find(name) else {
-        let known: Vec<&str> = scenarios::all().iter().map(|s| s.name).collect();
-        return Err(UsageError(format!(
-            "unknown scenario '{name}' (known: {}; see 'oomlab scenario --list')",
-            known.join(", ")
-        )));
+    let sc = match &a.file {
+        Some(path) => scenario_from_file(path)?,
+        None => {
+            let name = a.name.as_deref().unwrap_or_default();
+            let Some(sc) = scenarios::find(name) else {
+                let known: Vec<&str> = scenarios::all().iter().map(|s| s.name.as_str()).collect();
+                return Err(UsageError(format!(
+                    "unknown scenario '{name}' (known: {}; see 'oomlab scenario --list')",
+                    known.join(", ")
+                )));
+            };
+            sc.clone()
+        }
     };
     let memory = a.memory.map_or(sc.memory_bytes, |b| b.0);
-    let mut cfg = ScenarioConfig::new(memory);
+    if let (Some(f), Some(m)) = (sc.file(), a.memory) {
+        f.check_memory(memory)
+            .map_err(|e| UsageError(format!("{e} (with --memory {m})")))?;
+    }
+    let mut cfg = sc.config_with_memory(memory);
     apply_kernel(&a.kernel, &mut cfg.machine)?;
     check_memory(memory, 64)?;
-    cfg.seed = a.seed;
-    cfg.max_time_ns = ns(a.time_limit);
+    cfg.seed = a.seed.unwrap_or(0);
+    if let Some(t) = a.time_limit {
+        cfg.max_time_ns = ns(t);
+    }
+    if a.check {
+        let f = sc
+            .file()
+            .expect("every scenario of the command line is a file");
+        let label = f.label().to_string();
+        let Some(expect) = &f.expect else {
+            return Err(UsageError(format!(
+                "{label} has no [expect] table: nothing to check (docs/scenario-format.md)"
+            )));
+        };
+        // The cases' knobs were checked when the file was read.
+        let runs = expect
+            .runs(&cfg, a.seed)
+            .map_err(|e| UsageError(format!("{label}: {e}")))?;
+        return Ok(ScenarioCommand::Check(CheckPlan {
+            label,
+            scenario: sc,
+            runs,
+        }));
+    }
     Ok(ScenarioCommand::Run(ScenarioPlan {
         scenario: sc,
         cfg,
         json: a.json,
+        file: a.file.as_ref().map(|p| p.display().to_string()),
     }))
 }
 

@@ -452,3 +452,175 @@ fn run_reports_stuck_locks() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(!stdout.contains("stuck locks:"), "{stdout}");
 }
+
+// ---- scenario files ---------------------------------------------------------------------
+
+/// A scenario file written for one test (removed when dropped).
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        let p = std::env::temp_dir().join(format!("oomlab-cli-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).expect("writing a temp file");
+        TempFile(p)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/scenarios/examples/inode-lock.toml"
+);
+
+#[test]
+fn scenario_file_runs_like_a_named_scenario() {
+    let out = oomlab(&["scenario", "--file", EXAMPLE, "--json", "--seed", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(v["scenario"], "inode-lock");
+    assert_eq!(v["file"], EXAMPLE);
+    assert_eq!(v["seed"], 1);
+    assert!(v.get("notes").is_none(), "no ordering was missed");
+    let out = oomlab(&["scenario", "--file", EXAMPLE]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "oomlab scenario --file {EXAMPLE}: sim executor, 16 MiB, seed 0"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "reproduce with: oomlab scenario --file {EXAMPLE} --seed 0"
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn command_line_knobs_override_the_files_kernel_table() {
+    let f = TempFile::new(
+        "knobs.toml",
+        "[kernel]\nreaper = \"off\"\nwrite-lock = \"uninterruptible\"\n[[process]]\nname = \"a\"\n",
+    );
+    let config = |extra: &[&str]| {
+        let mut args = vec!["scenario", "--file", f.path(), "--json"];
+        args.extend(extra);
+        let out = oomlab(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(&text(&out.stdout)).unwrap()["config"].clone()
+    };
+    let c = config(&[]);
+    assert_eq!(
+        (c["reaper"].as_str(), c["write_lock"].as_str()),
+        (Some("off"), Some("uninterruptible"))
+    );
+    let c = config(&["--reaper", "on"]);
+    assert_eq!(
+        (c["reaper"].as_str(), c["write_lock"].as_str()),
+        (Some("on"), Some("uninterruptible"))
+    );
+}
+
+#[test]
+fn check_exits_0_when_every_expectation_holds() {
+    let out = oomlab(&["scenario", "--file", EXAMPLE, "--check", "--seed", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{EXAMPLE}: 4 runs, every expectation holds\n")
+    );
+    // A canonical scenario carries its expectations too.
+    let out = oomlab(&["scenario", "single-hog", "--check", "--seed", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(
+        text(&out.stdout),
+        "scenarios/single-hog.toml: 4 runs, every expectation holds\n"
+    );
+}
+
+#[test]
+fn check_exits_1_with_one_line_per_unmet_expectation() {
+    let f = TempFile::new(
+        "unmet.toml",
+        r#"
+[[process]]
+name = "big"
+mapping = [{ name = "heap", size = "60%" }]
+script = ["pause"]
+
+[[process]]
+name = "allocator"
+script = [{ populate = "50%" }]
+
+[expect]
+seeds = [0, 1]
+killed = ["allocator"]
+oom_kills = 1
+
+[[expect.when]]
+kernel = { reaper = ["off", "on"] }
+"#,
+    );
+    let out = oomlab(&["scenario", "--file", f.path(), "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (line, (reaper, seed)) in lines
+        .iter()
+        .zip([("off", 0), ("off", 1), ("on", 0), ("on", 1)])
+    {
+        assert_eq!(
+            *line,
+            format!(
+                "{}: reaper={reaper}, seed {seed}: killed: expected [allocator], got [big]",
+                f.path()
+            )
+        );
+    }
+}
+
+#[test]
+fn bad_scenario_files_are_one_line_at_their_place() {
+    let bad = TempFile::new(
+        "bad.toml",
+        "[[process]]\nname = \"a\"\nscript = [{ kill = \"b\" }]\n",
+    );
+    check_usage_error(
+        &["scenario", "--file", bad.path()],
+        &[&format!(
+            "{}:3:20: kill names an undefined process 'b'",
+            bad.path()
+        )],
+    );
+    check_usage_error(&["scenario", "--file", bad.path(), "--check"], &[":3:20:"]);
+    let no_expect = TempFile::new("noexpect.toml", "[[process]]\nname = \"a\"\n");
+    check_usage_error(
+        &["scenario", "--file", no_expect.path(), "--check"],
+        &["has no [expect] table"],
+    );
+    let sizes = TempFile::new(
+        "sizes.toml",
+        "[[process]]\nname = \"a\"\nmapping = [{ name = \"h\", size = \"10%\", resident = 300 }]\n",
+    );
+    check_usage_error(
+        &["scenario", "--file", sizes.path(), "--memory", "1MiB"],
+        &[
+            ":3:51: impossible size: resident 300 pages",
+            "(with --memory 1MiB)",
+        ],
+    );
+    check_usage_error(
+        &["scenario", "--file", "/nonexistent/oomlab.toml"],
+        &["--file /nonexistent/oomlab.toml"],
+    );
+}

@@ -3,5 +3,6 @@
 pub mod load;
 pub mod report;
 pub mod scenario;
+pub mod scenario_file;
 pub mod scenarios;
 pub mod user;

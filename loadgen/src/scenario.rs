@@ -1,21 +1,24 @@
-//! Canonical OOM scenarios on the sim executor (`oomlab scenario`).
+//! OOM scenarios on the sim executor (`oomlab scenario`).
 //!
 //! A scenario only sets up processes and their actions (map, touch, munmap, remote reads,
 //! sleeps); which tasks die, whether the reaper succeeds and whether the machine livelocks
-//! emerge from the model under the configuration given. The runner boots a machine on a
-//! seeded sim, runs the scenario until every workload task has exited or idles in `pause()`
-//! with no kill pending (a survivor: listed, then sent away), the machine panicked, or the
-//! emulated time limit passed, stops the kthreads, checks the emulator's invariants
-//! (frame conservation; nothing left allocated once everything exited) and reports.
+//! emerge from the model under the configuration given. Scenarios are files
+//! ([`crate::scenario_file`]: the canonical ones are embedded from `scenarios/*.toml`, users
+//! pass their own with `--file`); tests may still set a machine up in Rust ([`Setup::Rust`]).
+//!
+//! The runner boots a machine on a seeded sim, runs the scenario until every workload task
+//! has exited or idles in `pause()` with no kill pending (a survivor: listed, then sent
+//! away), the machine panicked, or the emulated time limit passed, stops the kthreads, checks
+//! the emulator's invariants (frame conservation; nothing left allocated once everything
+//! exited) and reports.
 
 use crate::report::{Report, Workload};
+use crate::scenario_file::{interp, ScenarioFile};
 use crate::user::Step;
-use mm::memory::attach_mm;
 use mm::mm_types::MmStruct;
 use mm::page_alloc::PoolError;
 use mm::sched::sim::{Sim, SimConfig};
-use mm::sched::{self};
-use mm::task::{CloneKind, Task};
+use mm::task::Task;
 use reaper::machine::{Kernel, Machine, MachineConfig, WorkloadEnd};
 use std::sync::Arc;
 
@@ -63,53 +66,98 @@ impl Ctx<'_> {
     }
 }
 
-/// `clone(CLONE_THREAD|CLONE_VM)` from inside a process: a thread sharing its mm.
-pub fn spawn_thread(body: impl FnOnce(Arc<MmStruct>) -> Step + Send + 'static) -> Arc<Task> {
-    let tgid = sched::with_current(|t| t.tgid());
-    sched::spawn(CloneKind::Thread { tgid }, move || {
-        let Some(mm) = sched::with_current(|t| t.mm()) else {
-            return;
-        };
-        let _ = body(mm);
-    })
-    .expect("cloning a thread")
+/// How a scenario sets its machine up.
+#[derive(Clone)]
+pub enum Setup {
+    /// A scenario file (checked; see [`crate::scenario_file`]).
+    File(Arc<ScenarioFile>),
+    /// Rust code (tests that need a handle on the machine).
+    Rust(fn(&mut Ctx)),
 }
 
-/// `clone(CLONE_VM)` without `CLONE_THREAD` from inside a process: a new process `comm`
-/// sharing the caller's address space.
-pub fn spawn_clone_vm(
-    comm: &str,
-    body: impl FnOnce(Arc<MmStruct>) -> Step + Send + 'static,
-) -> Arc<Task> {
-    let mm = sched::with_current(|t| t.mm()).expect("a user process");
-    let adj = sched::with_current(|t| t.group().oom_score_adj());
-    mm.mmget();
-    sched::spawn(
-        CloneKind::Process {
-            comm: comm.to_string(),
-        },
-        move || {
-            sched::with_current(|t| t.group().set_oom_score_adj(adj));
-            attach_mm(&mm);
-            mm::memory::mmput(&mm);
-            let _ = body(mm);
-        },
-    )
-    .expect("cloning a CLONE_VM process")
-}
-
-/// A canonical scenario.
+/// A scenario: a name, a line for `--list`, the memory it is designed for, and its set-up.
+#[derive(Clone)]
 pub struct Scenario {
-    pub name: &'static str,
+    pub name: String,
     /// One line for `--list`.
-    pub about: &'static str,
+    pub about: String,
     /// Physical memory the scenario is designed for.
     pub memory_bytes: u64,
-    pub setup: fn(&mut Ctx),
+    /// How the command line names it, for reports (`remote-reader`,
+    /// `--file my/scenario.toml`).
+    pub invocation: String,
+    pub setup: Setup,
+}
+
+impl Scenario {
+    /// A scenario file; `invocation` as [`Scenario::invocation`].
+    pub fn from_file(file: ScenarioFile, invocation: String) -> Scenario {
+        Scenario {
+            name: file.name.clone(),
+            about: file.about.clone(),
+            memory_bytes: file.memory_bytes,
+            invocation,
+            setup: Setup::File(Arc::new(file)),
+        }
+    }
+
+    /// A scenario set up by Rust code.
+    pub fn rust(name: &str, about: &str, memory_bytes: u64, setup: fn(&mut Ctx)) -> Scenario {
+        Scenario {
+            name: name.to_string(),
+            about: about.to_string(),
+            memory_bytes,
+            invocation: name.to_string(),
+            setup: Setup::Rust(setup),
+        }
+    }
+
+    /// The scenario file, if it is one.
+    pub fn file(&self) -> Option<&Arc<ScenarioFile>> {
+        match &self.setup {
+            Setup::File(f) => Some(f),
+            Setup::Rust(_) => None,
+        }
+    }
+
+    /// Its configuration on a machine of `memory_bytes`: the sim defaults, then the file's
+    /// `[kernel]` knobs and `time_limit`. (Knob flags of the command line go on top.)
+    pub fn config_with_memory(&self, memory_bytes: u64) -> ScenarioConfig {
+        let mut cfg = ScenarioConfig::new(memory_bytes);
+        if let Some(f) = self.file() {
+            for (k, v) in &f.kernel {
+                // Checked when the file was read; knobs do not depend on each other.
+                cfg.machine
+                    .set_knob(k, v)
+                    .expect("a knob value checked when the file was read");
+            }
+            if let Some(t) = f.time_limit_ns {
+                cfg.max_time_ns = t;
+            }
+        }
+        cfg
+    }
+
+    /// Its configuration on its own memory.
+    pub fn config(&self) -> ScenarioConfig {
+        self.config_with_memory(self.memory_bytes)
+    }
+}
+
+/// A finished trial: its report, and what the scenario's runner noted (orderings of a file
+/// that could no longer hold, pids that could not be given).
+pub struct Trial {
+    pub report: Report,
+    pub notes: Vec<String>,
 }
 
 /// Run `sc` under `cfg`. Only a pool that cannot be created (the host check) is an error.
 pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<Report, PoolError> {
+    run_trial(sc, cfg).map(|t| t.report)
+}
+
+/// Run `sc` under `cfg`, with the runner's notes.
+pub fn run_trial(sc: &Scenario, cfg: &ScenarioConfig) -> Result<Trial, PoolError> {
     let sim = Sim::new(SimConfig {
         seed: cfg.seed,
         max_time_ns: cfg.max_time_ns,
@@ -117,10 +165,17 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<Report, PoolError> {
     });
     let mut machine = Machine::boot(sim, cfg.machine.clone())?;
     let k = machine.kernel().clone();
-    (sc.setup)(&mut Ctx {
+    let mut ctx = Ctx {
         machine: &mut machine,
         m: k.clone(),
-    });
+    };
+    let runtime = match &sc.setup {
+        Setup::File(f) => Some(interp::setup(f, &mut ctx)),
+        Setup::Rust(setup) => {
+            setup(&mut ctx);
+            None
+        }
+    };
     // A survivor: a workload task idle in pause() with no kill pending. It waits for nothing
     // the machine can still deliver once every other workload task is gone.
     let survivor = |t: &Task| t.paused() && !t.fatal_signal_pending();
@@ -153,14 +208,18 @@ pub fn run(sc: &Scenario, cfg: &ScenarioConfig) -> Result<Report, PoolError> {
     drop(k);
     let mut finished = machine.finish(end, u64::MAX);
     finished.workload_end_ns = workload_end_ns;
-    Ok(Report::new(
+    let report = Report::new(
         Workload::Scenario {
-            name: sc.name.to_string(),
+            name: sc.invocation.clone(),
             time_limit_ns: cfg.max_time_ns,
         },
         cfg.seed,
         finished,
         survivors,
         None,
-    ))
+    );
+    Ok(Trial {
+        report,
+        notes: runtime.map_or(Vec::new(), |r| r.notes()),
+    })
 }

@@ -12,7 +12,7 @@
 use mm::errno::Errno;
 use mm::gfp::Gfp;
 use mm::locking::kmutex::{KMutex, KMutexGuard};
-use mm::memory::{access_process_vm, fault_read_lock, touch, FaultError};
+use mm::memory::{access_process_vm, access_remote_vm_locked, touch, FaultError};
 use mm::mm_types::MmStruct;
 use mm::mmap::{
     mlock, mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
@@ -103,23 +103,6 @@ pub fn touch_pages_counting(mm: &MmStruct, addr: u64, pages: u64) -> Touched {
     Touched { pages, end: Ok(()) }
 }
 
-/// Map and touch `pages` pages; returns the address.
-pub fn populate_anon(mm: &MmStruct, pages: u64) -> Step<u64> {
-    let addr = match map(mm, pages, false)? {
-        Ok(a) => a,
-        Err(_) => return Err(Exit),
-    };
-    touch_pages(mm, addr, pages)?;
-    Ok(addr)
-}
-
-/// Allocate memory chunk by chunk until killed (a memory hog).
-pub fn hog(mm: &MmStruct, chunk_pages: u64) -> Step {
-    loop {
-        populate_anon(mm, chunk_pages)?;
-    }
-}
-
 /// Sleep interruptibly in `ms` steps until killed (`pause()`). The task is marked paused
 /// meanwhile ([`mm::task::Task::set_paused`]): a scenario whose other tasks are all gone ends
 /// with it as a survivor instead of waiting for a kill that will not come.
@@ -162,45 +145,55 @@ pub fn remote_write(target: &Arc<MmStruct>, addr: u64, len: usize) -> Step<Resul
     Ok(r)
 }
 
-/// Map `pages` of shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`, i.e. shmem) and touch
-/// them; returns the address. The oom_reaper leaves such memory alone (docs/oom-rules.md §4.2).
-pub fn populate_shared(mm: &MmStruct, pages: u64) -> Step<u64> {
-    let addr = match map(mm, pages, true)? {
-        Ok(a) => a,
-        Err(_) => return Err(Exit),
+/// A remote access ([`remote_read`] / [`remote_write`]) whose first page makes it wait with
+/// the target's `mmap_lock` held for read: `__access_remote_vm()` takes the lock, and
+/// `get_user_pages_remote()` without a `locked` argument cannot drop it while
+/// `filemap_fault()` waits for that page's I/O (docs/oom-rules.md §6 L1: the reader holds the
+/// lock before it needs memory). `stall` is that wait (it runs with the lock held; returning
+/// false abandons the access: the lock is dropped and nothing is transferred, `None`); then
+/// the pages are walked under the same hold. Deviation: there are no file pages, so the wait
+/// comes before the first (anonymous) page instead of being that page's fault.
+pub fn remote_access_stalled(
+    target: &Arc<MmStruct>,
+    addr: u64,
+    len: usize,
+    write: bool,
+    stall: impl FnOnce() -> bool,
+) -> Step<Option<Result<usize, Errno>>> {
+    if !target.mmget_not_zero() {
+        ret_to_user()?;
+        return Ok(Some(Err(Errno::EIO)));
+    }
+    let mut buf = vec![if write { 0x5au8 } else { 0 }; len];
+    let r = {
+        let g = mm::mmap_lock::mmap_read_lock(target);
+        stall().then(|| access_remote_vm_locked(target, &g, addr, &mut buf, write))
     };
-    touch_pages(mm, addr, pages)?;
-    Ok(addr)
+    mm::memory::mmput(target);
+    ret_to_user()?;
+    Ok(r)
 }
 
-/// Map `pages` of private anonymous memory and `mlock(2)` them (`VM_LOCKED`, faulted in by
-/// `mlock`'s populate); returns the address. The oom_reaper skips `VM_LOCKED` VMAs.
-pub fn populate_locked(mm: &MmStruct, pages: u64) -> Step<u64> {
-    let addr = match map(mm, pages, false)? {
+/// Map `pages` of anonymous memory (shared: `MAP_SHARED|MAP_ANONYMOUS`, i.e. shmem, which the
+/// oom_reaper leaves alone), `mlock(2)` them if `locked` (`VM_LOCKED`, faulted in by mlock's
+/// populate; the reaper skips such VMAs), and write the first `resident` of them; returns the
+/// address. `Exit` when the mmap or mlock fails or the task is killed.
+pub fn populate(mm: &MmStruct, pages: u64, shared: bool, locked: bool, resident: u64) -> Step<u64> {
+    let addr = match map(mm, pages, shared)? {
         Ok(a) => a,
         Err(_) => return Err(Exit),
     };
-    let r = mlock(mm, addr, pages * PAGE_SIZE);
-    ret_to_user()?;
-    if r.is_err() {
-        return Err(Exit);
+    if locked {
+        let r = mlock(mm, addr, pages * PAGE_SIZE);
+        ret_to_user()?;
+        if r.is_err() {
+            return Err(Exit);
+        }
     }
     // mlock's populate gives up on a fault it cannot satisfy; user space touching the pages
     // retries those faults.
-    touch_pages(mm, addr, pages)?;
+    touch_pages(mm, addr, resident)?;
     Ok(addr)
-}
-
-/// `mmap` one page, touch it, `munmap` it, sleep 1 ms; `rounds` times. Each round takes
-/// `mmap_lock` for write twice (mmap, munmap) and for read once (the fault).
-pub fn map_unmap_loop(mm: &MmStruct, rounds: u64) -> Step {
-    for _ in 0..rounds {
-        let a = map(mm, 1, false)?.map_err(|_| Exit)?;
-        touch_pages(mm, a, 1)?;
-        let _ = unmap(mm, a, 1)?;
-        sleep_ms(1)?;
-    }
-    Ok(())
 }
 
 /// `kill(pid, SIGKILL)`: SIGKILL to every thread of `t`'s process (`SIGNAL_GROUP_EXIT`).
@@ -214,7 +207,7 @@ pub fn kill(t: &Task) {
 /// (`io_schedule()` in `wait_on_page_bit()`, a slow NFS server, a stuck device): SIGKILL
 /// neither ends nor shortens it. Stray wake-ups go back to sleep until the time is up.
 pub fn io_wait_ms(ms: u64) {
-    let deadline = sched::ktime_get_ns() + ms * 1_000_000;
+    let deadline = sched::ktime_get_ns().saturating_add(ms.saturating_mul(1_000_000));
     let per_jiffy = 1_000_000_000 / sched::hz() as u64;
     loop {
         let now = sched::ktime_get_ns();
@@ -225,32 +218,11 @@ pub fn io_wait_ms(ms: u64) {
     }
 }
 
-/// A page fault on a file page that waits `ms` for I/O with `mmap_lock` held for read
-/// (`filemap_fault()` → `wait_on_page_locked()` without dropping the lock; docs/oom-rules.md §6
-/// L2). The read lock is taken as the fault path takes it (per the `read_lock` knob).
-pub fn fault_stalled_on_io(mm: &MmStruct, ms: u64) -> Step {
-    {
-        let _g = fault_read_lock(mm).map_err(|_| Exit)?;
-        io_wait_ms(ms);
-    }
-    ret_to_user()
-}
-
 /// `mmap_lock` for write at the entry of an mm syscall: `mmap_write_lock_killable()` or
 /// `mmap_write_lock()` per the `write_lock` knob, as the emulated mmap/munmap/mprotect/mlock
 /// take it. `Exit` when the killable wait was ended by SIGKILL (EINTR, then the task dies).
 pub fn syscall_write_lock(mm: &MmStruct) -> Step<MmapWriteGuard<'_>> {
     mm::mmap::syscall_write_lock(mm).map_err(|_| Exit)
-}
-
-/// A syscall that holds `mmap_lock` for write across a `ms` uninterruptible wait (e.g. a
-/// driver's `->mmap` waiting for its device; docs/oom-rules.md §6 L5).
-pub fn write_locked_io_wait(mm: &MmStruct, ms: u64) -> Step {
-    {
-        let _g = syscall_write_lock(mm)?;
-        io_wait_ms(ms);
-    }
-    ret_to_user()
 }
 
 /// `mutex_lock()` (TASK_UNINTERRUPTIBLE: SIGKILL does not end the wait) on a kernel mutex

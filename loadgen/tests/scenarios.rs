@@ -68,7 +68,7 @@ impl fmt::Display for Kc {
 /// The configuration of a run of `name` under `kc` (seed 0, 3 s window).
 fn config(name: &str, kc: Kc) -> ScenarioConfig {
     let sc = scenarios::find(name).unwrap_or_else(|| panic!("no scenario {name}"));
-    let mut cfg = ScenarioConfig::new(sc.memory_bytes);
+    let mut cfg = sc.config();
     cfg.machine.knobs.write_lock = kc.write;
     if kc.reaper == Reaper::Off {
         cfg.machine.reaper_on = false;
@@ -225,7 +225,7 @@ fn each_config(name: &str, mut check: impl FnMut(Kc, &Outcome)) {
 
 #[test]
 fn registry_lists_the_issues_scenarios_in_order() {
-    let names: Vec<&str> = scenarios::all().iter().map(|s| s.name).collect();
+    let names: Vec<&str> = scenarios::all().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -259,7 +259,7 @@ fn registry_lists_the_issues_scenarios_in_order() {
             "{}: --list wants one line",
             s.name
         );
-        assert!(scenarios::find(s.name).is_some());
+        assert!(scenarios::find(&s.name).is_some());
     }
     assert!(scenarios::find("no-such-scenario").is_none());
 }
@@ -824,12 +824,12 @@ fn reaper_delay_2000_ms() {
 fn same_seed_same_json_for_every_scenario() {
     for sc in scenarios::all() {
         for (kc, seed) in [(UW_R1, 7), (KW_R0, 11)] {
-            let mut cfg = config(sc.name, kc);
+            let mut cfg = config(&sc.name, kc);
             cfg.seed = seed;
             // Every scenario ends by 40 s except the livelock of writer-stuck-nobody-left.
             cfg.max_time_ns = 45_000_000_000;
-            let a = run_cfg(sc.name, &kc.to_string(), &cfg);
-            let b = run_cfg(sc.name, &kc.to_string(), &cfg);
+            let a = run_cfg(&sc.name, &kc.to_string(), &cfg);
+            let b = run_cfg(&sc.name, &kc.to_string(), &cfg);
             assert_eq!(
                 a.json, b.json,
                 "{} {kc} seed {seed} is not deterministic",
@@ -855,12 +855,7 @@ fn probe_pool(c: &mut Ctx) {
 /// run).
 #[test]
 fn machine_frame_pool_freed_after_its_run() {
-    let probe = Scenario {
-        name: "pool-probe",
-        about: "one idle process",
-        memory_bytes: 16 << 20,
-        setup: probe_pool,
-    };
+    let probe = Scenario::rust("pool-probe", "one idle process", 16 << 20, probe_pool);
     let r = run(&probe, &ScenarioConfig::new(16 << 20)).expect("run");
     assert_eq!(r.verdict.name(), "completed");
     let pool = POOL_PROBE

@@ -129,6 +129,27 @@ impl Gfp {
     }
 }
 
+impl Gfp {
+    /// A mask written as the kernel writes it: names of [`GFP_NAMES`] joined by `|`
+    /// (`GFP_KERNEL`, `GFP_NOFS|__GFP_NOFAIL`). The error names what is accepted.
+    pub fn parse(s: &str) -> Result<Gfp, String> {
+        let mut gfp = Gfp::NONE;
+        for part in s.split('|') {
+            let part = part.trim();
+            match GFP_NAMES.iter().find(|(_, n)| *n == part) {
+                Some((g, _)) => gfp |= *g,
+                None => {
+                    return Err(format!(
+                        "unknown gfp flag '{part}': expected GFP_KERNEL, GFP_NOFS, GFP_NOIO, \
+                         GFP_ATOMIC, GFP_NOWAIT, GFP_USER... or __GFP_* bits, joined by '|'"
+                    ))
+                }
+            }
+        }
+        Ok(gfp)
+    }
+}
+
 /// `__def_gfpflag_names` (include/trace/events/mmflags.h, v4.15), in the kernel's order:
 /// `format_flags()` consumes the first entry whose bits are all present, then goes on with the
 /// remaining bits, so composites print before single bits.
@@ -236,6 +257,27 @@ impl Not for Gfp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_parse_as_the_kernel_writes_them() {
+        assert_eq!(Gfp::parse("GFP_KERNEL"), Ok(Gfp::GFP_KERNEL));
+        assert_eq!(Gfp::parse("GFP_NOFS"), Ok(Gfp::GFP_NOFS));
+        assert_eq!(
+            Gfp::parse("GFP_NOFS|__GFP_NOFAIL"),
+            Ok(Gfp::GFP_NOFS | Gfp::__GFP_NOFAIL)
+        );
+        for m in [
+            Gfp::GFP_KERNEL,
+            Gfp::GFP_NOIO,
+            Gfp::GFP_ATOMIC,
+            Gfp::GFP_USER,
+        ] {
+            assert_eq!(Gfp::parse(&m.to_string()), Ok(m), "{m}");
+        }
+        let e = Gfp::parse("GFP_KERNEL|GFP_NOPE").unwrap_err();
+        assert!(e.starts_with("unknown gfp flag 'GFP_NOPE'"), "{e}");
+        assert!(Gfp::parse("").is_err());
+    }
 
     #[test]
     fn compositions_have_the_v4_15_values() {

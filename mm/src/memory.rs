@@ -307,6 +307,21 @@ pub fn access_remote_vm(
     write: bool,
 ) -> Result<usize, Errno> {
     let guard = mmap_read_lock(mm);
+    access_remote_vm_locked(mm, &guard, addr, buf, write)
+}
+
+/// The page walk of [`access_remote_vm`] (`get_user_pages_remote()` and the copy, v4.7) for a
+/// caller that already holds `mm`'s `mmap_lock` for read (`guard`) and keeps holding it after:
+/// a remote access whose first page makes it wait with the lock held (a file page under I/O:
+/// `filemap_fault()` cannot drop the lock for `get_user_pages_remote()` without `locked`)
+/// waits in the caller, then walks here. Same results and errors as [`access_remote_vm`].
+pub fn access_remote_vm_locked(
+    mm: &MmStruct,
+    guard: &MmapReadGuard<'_>,
+    addr: u64,
+    buf: &mut [u8],
+    write: bool,
+) -> Result<usize, Errno> {
     let mut done = 0usize;
     let mut err = None;
     while done < buf.len() {
@@ -371,7 +386,6 @@ pub fn access_remote_vm(
         }
         done += n;
     }
-    drop(guard);
     match (done, err) {
         (0, Some(e)) => Err(e),
         _ => Ok(done),

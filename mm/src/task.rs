@@ -691,6 +691,21 @@ impl TaskList {
         g.tasks.clear();
     }
 
+    /// A write to `/proc/sys/kernel/ns_last_pid` (v3.3+, the checkpoint/restore interface):
+    /// the next pid allocated is `last + 1`. Models `pid_ns_ctl_handler()` followed by
+    /// `alloc_pid()`'s search from `last_pid + 1`. Deviation: pids are never reused here, so a
+    /// value below the last pid handed out is refused (`Err` with that pid) instead of letting
+    /// the allocator search on for a free one.
+    pub fn set_ns_last_pid(&self, last: Tid) -> Result<(), Tid> {
+        let mut g = self.inner.lock();
+        let last_used = g.next_pid - 1;
+        if last < last_used || last == Tid::MAX {
+            return Err(last_used);
+        }
+        g.next_pid = last + 1;
+        Ok(())
+    }
+
     pub fn find_task(&self, tid: Tid) -> Option<Arc<Task>> {
         self.inner.lock().tasks.get(&tid).cloned()
     }

@@ -1246,3 +1246,29 @@ fn pids_wrap_to_reserved_pids_skipping_those_in_use_and_slots_are_reused() {
     stop.store(true, Ordering::SeqCst);
     assert_eq!(sim.run(), SimOutcome::AllExited);
 }
+
+/// `/proc/sys/kernel/ns_last_pid`: the next fork gets the pid asked for, the sim steps tasks
+/// by that pid, later forks continue from it, and a pid already handed out is refused.
+#[test]
+fn ns_last_pid_sets_the_next_pid() {
+    let mut sim = sim_with(0, 1000);
+    let a = sim.spawn(process("a"), || {}).unwrap();
+    assert_eq!(a.tid(), 1);
+    sim.tasks().set_ns_last_pid(99).unwrap();
+    let b = sim.spawn(process("b"), cond_resched).unwrap();
+    let c = sim.spawn(process("c"), || {}).unwrap();
+    assert_eq!((b.tid(), b.tgid(), c.tid()), (100, 100, 101));
+    assert_eq!(
+        sim.tasks().set_ns_last_pid(50),
+        Err(101),
+        "pid 51 was passed"
+    );
+    assert_eq!(sim.step(100), Ok(StepResult::Yielded));
+    assert_eq!(sim.step(100), Ok(StepResult::Exited));
+    assert_eq!(
+        sim.step(2),
+        Err(StepError::NoSuchTask(2)),
+        "pids 2-99 were skipped"
+    );
+    assert_eq!(sim.run(), SimOutcome::AllExited);
+}

@@ -29,7 +29,8 @@ fn split_number<'a>(s: &'a str, accepted: &str) -> Result<(&'a str, &'a str), St
 
 /// Parse a SIZE in bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    const ACCEPTED: &str = "a whole number of bytes with an optional binary unit, e.g. 256MiB, 256M, 1GiB, 65536KiB";
+    const ACCEPTED: &str =
+        "a whole number of bytes with an optional binary unit, e.g. 256MiB, 256M, 1GiB, 65536KiB";
     let (num, unit) = split_number(s, ACCEPTED)?;
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
@@ -53,7 +54,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Parse a DURATION.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const ACCEPTED: &str = "0, or a whole number with a unit: ns, us, ms, s, m or h (e.g. 100ms, 2s, 10m)";
+    const ACCEPTED: &str =
+        "0, or a whole number with a unit: ns, us, ms, s, m or h (e.g. 100ms, 2s, 10m)";
     let (num, unit) = split_number(s, ACCEPTED)?;
     let num: u64 = num.parse().map_err(|_| format!("too long: {s}"))?;
     let per_unit_ns: u64 = match unit {
