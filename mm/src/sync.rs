@@ -29,6 +29,11 @@ impl<T> RawSpinLock<T> {
     pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, T> {
         self.0.lock()
     }
+    /// `raw_spin_trylock()`.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<parking_lot::MutexGuard<'_, T>> {
+        self.0.try_lock()
+    }
 }
 
 #[cfg(oomlab_loom)]
@@ -40,5 +45,8 @@ impl<T> RawSpinLock<T> {
     }
     pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
         self.0.lock().unwrap()
+    }
+    pub(crate) fn try_lock(&self) -> Option<loom::sync::MutexGuard<'_, T>> {
+        self.0.try_lock().ok()
     }
 }

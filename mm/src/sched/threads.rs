@@ -35,7 +35,7 @@ pub struct ThreadsShared {
     pub(crate) hz: u32,
     boot: Instant,
     stack_size: usize,
-    tasks: Arc<TaskList>,
+    pub(crate) tasks: Arc<TaskList>,
     /// Tasks started and not yet exited, and the host's CPUs.
     live: std::sync::atomic::AtomicUsize,
     host_cpus: usize,
