@@ -80,6 +80,8 @@ fn apply_kernel(k: &KernelArgs, m: &mut MachineConfig) {
             cli::RwsemModel::A => RwSemModel::A,
             cli::RwsemModel::RfcV1 => RwSemModel::RfcV1,
         },
+        // CONFIG_RWSEM_SPIN_ON_OWNER=n until `--rwsem-spin` is wired (issue 12).
+        rwsem_spin: Default::default(),
     };
     m.oom = OomConfig {
         panic_on_oom: k.panic_on_oom,
