@@ -495,16 +495,20 @@ impl RawRwSem {
     }
 
     /// `rwsem_set_owner()`: the current task holds the lock for write (clears B's flags).
+    ///
+    /// Release, and Acquire where spinners load it: a spinner that reads a tid here looks at
+    /// that task next, which must be ordered after the task's creation (the kernel has RCU and
+    /// the task pointer; a plain store on x86 either way).
     #[inline(always)]
     fn set_owner(&self) {
         self.owner
-            .store((current_tid() as i64) << OWNER_SHIFT, Ordering::Relaxed);
+            .store((current_tid() as i64) << OWNER_SHIFT, Ordering::Release);
     }
 
     /// `rwsem_clear_owner()`.
     #[inline(always)]
     fn clear_owner(&self) {
-        self.owner.store(0, Ordering::Relaxed);
+        self.owner.store(0, Ordering::Release);
     }
 
     // ---- the kernel's API, dispatched to the model -----------------------------------------

@@ -131,7 +131,7 @@ fn set_reader_owned_to(sem: &RawRwSem, tid: Tid) {
     let keep = sem.owner.load(Ordering::Relaxed) & RWSEM_NONSPINNABLE;
     sem.owner.store(
         ((tid as i64) << OWNER_SHIFT) | RWSEM_READER_OWNED | keep,
-        Ordering::Relaxed,
+        Ordering::Release,
     );
 }
 
@@ -142,7 +142,7 @@ fn set_reader_owned(sem: &RawRwSem) {
 
 /// `rwsem_owner_flags()`: the owner's tid and the flag bits.
 fn owner_flags(sem: &RawRwSem) -> (Tid, i64) {
-    let o = sem.owner.load(Ordering::Relaxed);
+    let o = sem.owner.load(Ordering::Acquire);
     ((o >> OWNER_SHIFT) as Tid, o & RWSEM_OWNER_FLAGS_MASK)
 }
 

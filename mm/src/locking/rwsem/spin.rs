@@ -163,5 +163,10 @@ impl Osq {
         assert_eq!(head, Some(me), "osq_unlock by a task not at the OSQ head");
         self.head
             .store(q.front().copied().unwrap_or(0), Ordering::Release);
+        drop(q);
+        // osq_unlock() is a locked cmpxchg, a full barrier on x86: a spinner that leaves must
+        // not read the lock word from before a release that may have seen it in the queue
+        // (v4.7's rwsem_wake() skips the wake-up for a spinner, see xadd::rwsem_wake).
+        crate::sync::fence(Ordering::SeqCst);
     }
 }

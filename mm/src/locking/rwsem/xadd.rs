@@ -38,7 +38,8 @@
 //! - With RfcV1's stale bias, v4.7's reader grant would retry forever on one CPU; the emulation
 //!   abandons the grant instead (see [`mark_wake`]).
 //! - Spinning: see `spin.rs` (the OSQ, `need_resched()` as a time budget, "on a CPU" as the
-//!   task's run state).
+//!   task's run state). `rwsem_wake()`'s spinner shortcut carries the full fences x86 gives
+//!   v4.7 (see there): with weaker orderings it can lose a wake-up.
 
 use super::spin::{OwnerCache, SpinBudget};
 use super::{
@@ -47,7 +48,7 @@ use super::{
 };
 use crate::locking::lock_events::{count as count_event, LockEvent};
 use crate::sched;
-use crate::sync::Ordering;
+use crate::sync::{fence, Ordering};
 use crate::task::state::*;
 
 /// `RWSEM_ACTIVE_MASK`.
@@ -286,11 +287,26 @@ fn mark_wake(sem: &RawRwSem, wl: &mut WaitList, wake_type: WakeType, wake_q: &mu
 /// `rwsem_wake()` (v4.7). With spinning on, a release that finds a spinner present and
 /// `wait_lock` busy leaves the wake-up to others: the spinner will try the lock before it
 /// sleeps (AR9; removed in v5.3).
+///
+/// Ordering: the releaser's count update and its look at the OSQ are separated by a full
+/// fence, and so are a spinner's OSQ exit and its later look at the count (in
+/// `Osq::unlock`): v4.7 on x86 has both from its `LOCK`-prefixed instructions (the releasing
+/// `XADD`, `osq_unlock()`'s `CMPXCHG`). Without them the two form a store-buffering pair: a
+/// spinner that gave up and queued behind another waiter reads the count from before the
+/// release while the releaser still sees it in the OSQ, finds `wait_lock` held by it, and
+/// skips the only wake-up it would get (the loom model
+/// `a_spin_wake_skipped_for_a_spinner_is_not_lost` finds exactly this). The kernel fixed one
+/// form of it for weakly ordered CPUs in v4.14, "locking/rwsem-xadd: Fix missed wakeup due to
+/// reordering of load" (Prateek Sood; stable backport 3642629995f5), with an `smp_rmb()` here.
 #[cold]
 fn rwsem_wake(sem: &RawRwSem) {
     let mut wake_q = WakeQ::new();
     {
-        let mut wl = if sem.spin == RwSemSpin::On && sem.osq.is_locked() {
+        let spinner = sem.spin == RwSemSpin::On && {
+            fence(Ordering::SeqCst);
+            sem.osq.is_locked()
+        };
+        let mut wl = if spinner {
             match sem.wait_lock.try_lock() {
                 Some(wl) => wl,
                 None => return,
@@ -534,7 +550,7 @@ fn write_out_nolock(sem: &RawRwSem, cur: &crate::task::Task) {
 
 /// The writer's tid recorded in `owner` (0: none).
 fn owner_tid(sem: &RawRwSem) -> crate::task::Tid {
-    (sem.owner.load(Ordering::Relaxed) >> OWNER_SHIFT) as crate::task::Tid
+    (sem.owner.load(Ordering::Acquire) >> OWNER_SHIFT) as crate::task::Tid
 }
 
 /// `rwsem_try_write_lock_unqueued()` (v4.7): take the lock, ahead of the whole queue, iff
