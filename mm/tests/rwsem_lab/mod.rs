@@ -156,9 +156,12 @@ impl Witness {
     }
 }
 
+/// `done` and the tasks sleeping in `wait_for_completion`.
+type Completion = (bool, Vec<Arc<Task>>);
+
 /// Kernel-style completions, for holders that wait on another task.
 #[derive(Clone, Default)]
-pub struct Completions(Arc<Mutex<HashMap<usize, (bool, Vec<Arc<Task>>)>>>);
+pub struct Completions(Arc<Mutex<HashMap<usize, Completion>>>);
 
 impl Completions {
     pub fn wait(&self, k: usize) {

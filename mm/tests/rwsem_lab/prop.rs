@@ -121,7 +121,7 @@ fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
 /// holds (every path that leaves one there grants it).
 pub fn invariant_violation(s: &RwSemSnapshot) -> Option<String> {
     let waiting: Vec<_> = s.waiting().collect();
-    if (s.waiters_flag == 1) != !waiting.is_empty() {
+    if (s.waiters_flag == 1) == waiting.is_empty() {
         return Some(format!(
             "WAITERS {} with {} waiter(s)",
             s.waiters_flag,

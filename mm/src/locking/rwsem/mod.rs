@@ -25,17 +25,15 @@
 //! | `owner` bit 1 `RWSEM_NONSPINNABLE` | B: a writer gave up spinning on the readers; writers do not spin until the readers are gone | set only while `READER_OWNED` | B spinners set; last `up_read` to a waiter-only count and `rwsem_cond_wake_waiter` clear; a writer's `rwsem_set_owner` clears | lock-free |
 //! | `wait_lock` | the kernel's `raw_spinlock_t` (a parking_lot mutex; loom's under `--cfg oomlab_loom`) | never held across `schedule()`, `cond_resched()` or a sim switch | | |
 //! | `WaitList::q` | the kernel's `wait_list`: FIFO of `rwsem_waiter`s (task, READ/WRITE, sleep state, B's `timeout` and `handoff_set`) | a granted reader is removed by the waker; a writer removes itself once it holds the lock; a killed waiter removes itself | slow paths, wakers, bail-outs | `wait_lock` |
-//! | `WaitList::granted` | readers a waker granted (the kernel's `waiter.task = NULL`) that have not returned from their slow path yet; emulator bookkeeping for [`RawRwSem::snapshot`] | disjoint from `q`; each entry's task has `rwsem_granted` set | added by the waker that grants; removed by the reader itself | `wait_lock` |
+//! | `WaitList::granted` | readers a waker granted (the kernel's `waiter.task = NULL`), kept for [`RawRwSem::snapshot`] until they are back from their slow path (emulator bookkeeping) | disjoint from `q`; an entry is pending while its task's `rwsem_granted` is set and its wait channel is this lock | added by the waker that grants; entries whose reader returned are dropped by the next waker that grants | `wait_lock` |
 //! | `WaitList::handoff_setter` | B: the task that set `RWSEM_FLAG_HANDOFF` (diagnostics; the kernel does not keep it) | ≠ 0 ⇔ the bit is set (at rest) | whoever sets or clears the bit | `wait_lock` |
-//! | `Task::rwsem_granted` | the kernel's `waiter.task == NULL`: this reader was granted | set only by a waker, after adding the reader's bias | wakers | `wait_lock` (read lock-free by the reader) |
+//! | `Task::rwsem_granted` | the kernel's `waiter.task == NULL`: this reader was granted | set only by a waker, after adding the reader's bias; cleared by the reader when it enqueues and when it returns | wakers / the reader | `wait_lock` (read and cleared lock-free by the reader) |
 //! | `osq` | spin only: the optimistic spin queue; its head is the one task spinning on `count` | at most one task spins on the lock word | spinners | its own lock |
 //!
 //! # Deviations common to the models
 //! - `wake_q` is an inline vector of tasks woken after `wait_lock` is dropped.
 //! - No lockdep. `owner` is a tid with the flag bits below it, not a task pointer.
 //! - Lock statistics are per-task counters ([`crate::locking::lock_events`]).
-//! - A reader granted by a waker takes `wait_lock` once more on its way out, to leave the
-//!   `granted` list (host cost only; no model decision depends on that list).
 //! - No RT scheduling class: `rt_task()` is always false (Model B's RT handoff and spinning
 //!   rules never apply).
 
@@ -274,6 +272,13 @@ impl WaitList {
         self.q.remove(pos).expect("position in range")
     }
 
+    /// Drop the `granted` entries of readers that returned (before a waker adds new ones, so
+    /// that the list holds one batch at most).
+    fn prune_granted(&mut self) {
+        self.granted
+            .retain(|g| g.task.rwsem_granted.load(Ordering::Relaxed));
+    }
+
     /// The grant of a reader waiter: the kernel clears `waiter->task` (release) and queues the
     /// task for waking. The reader's bias must already be in the count.
     fn grant(&mut self, w: Waiter, wake_q: &mut WakeQ) {
@@ -284,17 +289,6 @@ impl WaitList {
             seq: w.seq,
         });
         wake_q.push(w.task);
-    }
-
-    /// A granted reader leaves the `granted` list on its way out.
-    fn forget_grant(&mut self, cur: &Task) {
-        if let Some(pos) = self
-            .granted
-            .iter()
-            .position(|g| std::ptr::eq(Arc::as_ptr(&g.task), cur))
-        {
-            self.granted.swap_remove(pos);
-        }
     }
 }
 
@@ -664,19 +658,24 @@ impl RawRwSem {
                         },
                     )
                 })
-                .chain(wl.granted.iter().map(|g| {
-                    (
-                        g.seq,
-                        QueuedTask {
-                            tid: g.task.tid(),
-                            kind: WaiterType::Read,
-                            wait: WaitState::of(g.state),
-                            granted: true,
-                            woken: g.task.state() == TASK_RUNNING,
-                            handoff_set: false,
-                        },
-                    )
-                }))
+                .chain(
+                    wl.granted
+                        .iter()
+                        .filter(|g| self.grant_pending(g))
+                        .map(|g| {
+                            (
+                                g.seq,
+                                QueuedTask {
+                                    tid: g.task.tid(),
+                                    kind: WaiterType::Read,
+                                    wait: WaitState::of(g.state),
+                                    granted: true,
+                                    woken: g.task.state() == TASK_RUNNING,
+                                    handoff_set: false,
+                                },
+                            )
+                        }),
+                )
                 .collect();
         queue.sort_by_key(|(seq, _)| *seq);
         let queue: Vec<QueuedTask> = queue.into_iter().map(|(_, q)| q).collect();
@@ -786,13 +785,20 @@ impl RawRwSem {
         (!why.is_empty()).then(|| why.join("; "))
     }
 
-    // ---- shared slow-path helpers ----------------------------------------------------------
-
-    /// A reader that saw its grant leaves the `granted` list (see the module's deviations).
-    #[cold]
-    fn reader_granted_exit(&self, cur: &Task) {
-        self.wait_lock.lock().forget_grant(cur);
+    /// A granted reader has not returned from its slow path on this lock yet (the reader
+    /// clears its flag when it returns; a stale entry's task may since wait elsewhere).
+    fn grant_pending(&self, g: &GrantedReader) -> bool {
+        g.task.rwsem_granted.load(Ordering::Acquire)
+            && g.task
+                .wchan()
+                .is_some_and(|w| w.object_id == self as *const _ as usize)
     }
+}
+
+/// A reader that saw its grant is back from its slow path (see `WaitList::granted`).
+#[inline]
+fn reader_granted_exit(cur: &Task) {
+    cur.rwsem_granted.store(false, Ordering::Relaxed);
 }
 
 // ---- the typed facade ---------------------------------------------------------------------

@@ -65,8 +65,8 @@
 
 use super::spin::{OwnerCache, SpinBudget};
 use super::{
-    current_tid, wake_up_q, RawRwSem, RwSemSpin, WaitList, WaiterType, WakeQ, WakeType,
-    OWNER_SHIFT, RWSEM_NONSPINNABLE, RWSEM_OWNER_FLAGS_MASK, RWSEM_READER_OWNED,
+    current_tid, reader_granted_exit, wake_up_q, RawRwSem, RwSemSpin, WaitList, WaiterType, WakeQ,
+    WakeType, OWNER_SHIFT, RWSEM_NONSPINNABLE, RWSEM_OWNER_FLAGS_MASK, RWSEM_READER_OWNED,
 };
 use crate::locking::lock_events::{count as count_event, LockEvent};
 use crate::sched;
@@ -376,6 +376,7 @@ fn mark_wake(sem: &RawRwSem, wl: &mut WaitList, wake_type: WakeType, wake_q: &mu
     if adjustment != 0 {
         sem.count.fetch_add(adjustment, Ordering::AcqRel);
     }
+    wl.prune_granted();
     for w in readers {
         wl.grant(w, wake_q);
     }
@@ -524,14 +525,14 @@ fn down_read_slowpath(sem: &RawRwSem, count: i64, state: u32) -> Result<(), ()> 
     let result = loop {
         sched::set_current_state(state);
         if cur.rwsem_granted.load(Ordering::Acquire) {
-            sem.reader_granted_exit(&cur);
+            reader_granted_exit(&cur);
             break Ok(());
         }
         if cur.signal_pending_state(state) {
-            let mut wl = sem.wait_lock.lock();
+            let wl = sem.wait_lock.lock();
             // Ordered by wait_lock against rwsem_mark_wake(): granted meanwhile?
             if cur.rwsem_granted.load(Ordering::Acquire) {
-                wl.forget_grant(&cur);
+                reader_granted_exit(&cur);
                 break Ok(());
             }
             del_wake_waiter(sem, wl, &cur);

@@ -43,8 +43,8 @@
 
 use super::spin::{OwnerCache, SpinBudget};
 use super::{
-    current_tid, wake_up_q, RawRwSem, RwSemModel, RwSemSpin, WaitList, WaiterType, WakeQ, WakeType,
-    OWNER_SHIFT,
+    current_tid, reader_granted_exit, wake_up_q, RawRwSem, RwSemModel, RwSemSpin, WaitList,
+    WaiterType, WakeQ, WakeType, OWNER_SHIFT,
 };
 use crate::locking::lock_events::{count as count_event, LockEvent};
 use crate::sched;
@@ -277,6 +277,7 @@ fn mark_wake(sem: &RawRwSem, wl: &mut WaitList, wake_type: WakeType, wake_q: &mu
     if adj != 0 {
         sem.count.fetch_add(adj, Ordering::AcqRel);
     }
+    wl.prune_granted();
     for _ in 0..woken {
         let w = wl.q.pop_front().expect("counted reader");
         wl.grant(w, wake_q);
@@ -371,14 +372,14 @@ fn down_read_failed(sem: &RawRwSem, state: u32) -> Result<(), ()> {
     let result = loop {
         sched::set_current_state(state);
         if cur.rwsem_granted.load(Ordering::Acquire) {
-            sem.reader_granted_exit(&cur);
+            reader_granted_exit(&cur);
             break Ok(());
         }
         if cur.signal_pending_state(state) {
             let mut wl = sem.wait_lock.lock();
             // A waker may have granted us concurrently.
             if cur.rwsem_granted.load(Ordering::Acquire) {
-                wl.forget_grant(&cur);
+                reader_granted_exit(&cur);
                 break Ok(());
             }
             read_out_nolock(sem, &mut wl, &cur);
