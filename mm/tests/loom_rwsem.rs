@@ -19,7 +19,7 @@
 //!   release/acquire edge between a release and the next acquisition;
 //! - lost wake-ups: a waiter nobody wakes leaves every thread blocked, which loom reports as
 //!   "deadlock";
-//! - the bail-out obligations (kernel-rwsem.md §5.2): at the end `count() == 0` and the wait
+//! - the bail-out obligations (docs/rwsem-rules.md §5.2): at the end `count() == 0` and the wait
 //!   list is empty ([`assert_quiescent`]), whether the killed waiter acquired or gave up;
 //! - both outcomes of each kill race are reached by some execution ([`Outcomes`]).
 //!
@@ -594,7 +594,7 @@ fn kill_queued_writer_behind_writer() {
     OUTCOMES.assert_both_reached("killable writer vs SIGKILL vs up_write");
 }
 
-/// The unfixed 2016 bail-out (kernel-rwsem.md §5.3, symptom a): the last waiter leaves a stale
+/// The unfixed 2016 bail-out (docs/rwsem-rules.md §5.3, symptom a): the last waiter leaves a stale
 /// `WAITING_BIAS`. The same model must catch it.
 #[test]
 #[should_panic(expected = "count word not back to 0")]

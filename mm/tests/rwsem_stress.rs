@@ -1,6 +1,6 @@
 #![cfg(not(oomlab_loom))]
 //! A locktorture-style stress of the rw_semaphore on the threads executor
-//! (kernel-rwsem.md §7; `kernel/locking/locktorture.c`, `torture_type=rwsem_lock`).
+//! (docs/rwsem-rules.md §7; `kernel/locking/locktorture.c`, `torture_type=rwsem_lock`).
 //!
 //! Reader and writer tasks (one emulated process each) take the lock in a loop with every
 //! variant: `down_read`, `down_read_killable`, `down_read_trylock`, `down_write`,
