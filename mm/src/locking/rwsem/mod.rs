@@ -98,10 +98,11 @@ impl std::str::FromStr for RwSemModel {
 
 /// `CONFIG_RWSEM_SPIN_ON_OWNER`: do writers spin on the lock before they queue (AR9)?
 ///
-/// Kernels: the option exists since v3.16 (4fc828e24cd9) and is `def_bool y` whenever the
-/// architecture supports it (`ARCH_SUPPORTS_ATOMIC_RMW`: x86, arm64, …) and SMP is on, so
-/// the v4.7 and v6.x kernels that distributions ship spin; reader spinning (v5.3–v5.10) is
-/// not modelled, as v5.11 (617f3ef95177) removed it.
+/// Kernels: the option exists since v3.16 ("locking/rwsem: Support optimistic spinning",
+/// 4fc828e24cd9) as `def_bool y` on `SMP && ARCH_SUPPORTS_ATOMIC_RMW` (x86, arm64, …; later
+/// also `!PREEMPT_RT`), so the SMP v4.7 and v6.x kernels that distributions ship spin; it is
+/// off on uniprocessor builds and on architectures without atomic RMW. Reader spinning
+/// (v5.3–v5.10) is not modelled: v5.11 (617f3ef95177) removed it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RwSemSpin {
     /// `CONFIG_RWSEM_SPIN_ON_OWNER=n`: every contended writer queues and sleeps.
