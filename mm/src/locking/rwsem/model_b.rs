@@ -126,13 +126,17 @@ pub(super) fn decode(count: i64) -> (bool, u64, u32, bool) {
 // ---- the owner field ------------------------------------------------------------------------
 
 /// `__rwsem_set_reader_owned()`: `tid` | `READER_OWNED`, keeping `NONSPINNABLE`.
+///
+/// Host cost only: the store is skipped when the owner word already has that value (the same
+/// task taking the lock for read again), which leaves the same state as the kernel's
+/// unconditional store and spares a write to the count's cache line.
 #[inline(always)]
 fn set_reader_owned_to(sem: &RawRwSem, tid: Tid) {
-    let keep = sem.owner.load(Ordering::Relaxed) & RWSEM_NONSPINNABLE;
-    sem.owner.store(
-        ((tid as i64) << OWNER_SHIFT) | RWSEM_READER_OWNED | keep,
-        Ordering::Release,
-    );
+    let old = sem.owner.load(Ordering::Relaxed);
+    let new = ((tid as i64) << OWNER_SHIFT) | RWSEM_READER_OWNED | (old & RWSEM_NONSPINNABLE);
+    if old != new {
+        sem.owner.store(new, Ordering::Release);
+    }
 }
 
 /// `rwsem_set_reader_owned()`.
