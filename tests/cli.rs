@@ -166,7 +166,10 @@ fn bad_input_is_one_line_naming_what_was_wrong() {
             &["run", "--oom-kill-allocating-task", "yes"],
             &["--oom-kill-allocating-task", "yes"],
         ),
-        (&["run", "--rwsem-model", "b"], &["--rwsem-model", "rfc-v1"]),
+        (
+            &["run", "--rwsem-model", "c"],
+            &["--rwsem-model", "rfc-v1", "b"],
+        ),
         (&["run", "extra"], &["extra"]),
         (&["scenario"], &["<NAME>"]),
         (&["scenario", "x", "--list"], &["--list"]),

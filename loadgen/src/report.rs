@@ -244,6 +244,7 @@ impl Report {
                 "write_lock": c.knobs.write_lock.name(),
                 "read_lock": c.knobs.read_lock.name(),
                 "rwsem_model": c.knobs.rwsem_model.name(),
+                "rwsem_spin": c.knobs.rwsem_spin.name(),
                 "reaper": if c.reaper_on { "on" } else { "off" },
                 "reaper_delay_ms": c.reaper().map_or(0, |r| r.delay_ms),
                 "panic_on_oom": c.oom.panic_on_oom,

@@ -11,7 +11,7 @@
 //!
 //! Models v4.15–v4.19 (the OOM-era fields; `MMF_OOM_VICTIM` is 4.15+).
 
-use crate::locking::rwsem::{RwSem, RwSemModel};
+use crate::locking::rwsem::{RwSem, RwSemConfig, RwSemModel, RwSemSpin};
 use crate::page_alloc::FramePool;
 use crate::pgtable::{PageTable, PAGE_SIZE, TASK_SIZE};
 use std::collections::BTreeMap;
@@ -62,7 +62,17 @@ pub struct MmKnobs {
     pub write_lock: LockWait,
     /// Page faults' `mmap_lock` read waits (killable = v6.5 `lock_mm_and_find_vma`).
     pub read_lock: LockWait,
+    /// `mmap_lock`'s algorithm (per address space, fixed when the mm is created).
     pub rwsem_model: RwSemModel,
+    /// `CONFIG_RWSEM_SPIN_ON_OWNER` for `mmap_lock` (writer optimistic spinning, AR9).
+    pub rwsem_spin: RwSemSpin,
+}
+
+impl MmKnobs {
+    /// How `mmap_lock` is built.
+    pub fn rwsem_config(&self) -> RwSemConfig {
+        RwSemConfig::new(self.rwsem_model, self.rwsem_spin)
+    }
 }
 
 /// `vm_flags` bits (include/linux/mm.h values).
@@ -294,9 +304,9 @@ impl MmStruct {
         let name: Arc<str> = Arc::from(format!("mmap_lock[{owner}]"));
         Arc::new(MmStruct {
             id,
-            mmap_lock: RwSem::new(
+            mmap_lock: RwSem::with_config(
                 name.clone(),
-                knobs.rwsem_model,
+                knobs.rwsem_config(),
                 VmaTree {
                     vmas: BTreeMap::new(),
                     mmap_base: DEFAULT_MMAP_BASE,

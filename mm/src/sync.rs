@@ -70,6 +70,13 @@ impl<T> RawSpinLock<T> {
         PREEMPT_COUNT.with(|c| c.set(c.get() + 1));
         SpinGuard(g)
     }
+    /// `raw_spin_trylock()`.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        let g = self.0.try_lock()?;
+        PREEMPT_COUNT.with(|c| c.set(c.get() + 1));
+        Some(SpinGuard(g))
+    }
 }
 
 #[cfg(not(oomlab_loom))]
@@ -110,6 +117,9 @@ impl<T> RawSpinLock<T> {
     }
     pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
         self.0.lock().unwrap()
+    }
+    pub(crate) fn try_lock(&self) -> Option<loom::sync::MutexGuard<'_, T>> {
+        self.0.try_lock().ok()
     }
 }
 

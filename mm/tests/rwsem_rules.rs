@@ -15,7 +15,8 @@
 //! - the log lines the step produced,
 //! - the raw `count()` word, written with the kernel's constants (`WB` = `RWSEM_WAITING_BIAS`,
 //!   `AWB` = `RWSEM_ACTIVE_WRITE_BIAS`, `RB` = `RWSEM_ACTIVE_READ_BIAS`),
-//! - the wait queue, head first, as `name:R|W`, and `owner()`,
+//! - the wait queue, head first, as `name:R|W`, and the writer holding the lock, both read
+//!   through `RawRwSem::snapshot()` (and cross-checked against `waiters()` and `owner()`),
 //! - which tasks sleep (`is_blocked`) and which were woken (`is_runnable`).
 //!
 //! Signals come from the test thread (`send_sig`, outside any task) or from a killer actor
@@ -60,8 +61,8 @@
 
 use mm::locking::lock_events::LockEvent;
 use mm::locking::rwsem::{
-    Interrupted, Killed, RawRwSem, RwSemModel, RWSEM_ACTIVE_MASK, RWSEM_ACTIVE_READ_BIAS,
-    RWSEM_ACTIVE_WRITE_BIAS, RWSEM_WAITING_BIAS,
+    Interrupted, Killed, RawRwSem, RwSemModel, WaiterType, RWSEM_ACTIVE_MASK,
+    RWSEM_ACTIVE_READ_BIAS, RWSEM_ACTIVE_WRITE_BIAS, RWSEM_WAITING_BIAS,
 };
 use mm::sched::sim::{Sim, SimConfig, SimOutcome, StepResult};
 use mm::sched::{self, cond_resched};
@@ -448,17 +449,30 @@ impl Lab {
         self.step(t, Blocked, &[]);
     }
 
-    /// The queue, head first, as `name:R|W`.
+    /// The wait queue (granted readers excluded), head first, as `name:R|W`, read through
+    /// the lock's snapshot.
     fn queue(&self) -> String {
         self.sem
-            .waiters()
-            .iter()
-            .map(|w| format!("{}:{}", self.name(w.tid), if w.write { "W" } else { "R" }))
+            .snapshot()
+            .waiting()
+            .map(|w| {
+                format!(
+                    "{}:{}",
+                    self.name(w.tid),
+                    if w.kind == WaiterType::Write {
+                        "W"
+                    } else {
+                        "R"
+                    }
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
 
-    /// Assert the count word, the queue and the write owner.
+    /// Assert the count word (Model A's encoding is part of the rules), the queue and the
+    /// write owner (through the snapshot), and that the snapshot's decoding of the count
+    /// agrees with the raw accessors.
     #[track_caller]
     fn check(&self, count: i64, queue: &str, owner: Option<&str>) {
         let c = self.sem.count();
@@ -469,11 +483,16 @@ impl Lab {
             describe(count)
         );
         assert_eq!(self.queue(), queue, "wait queue");
+        let s = self.sem.snapshot();
         assert_eq!(
-            self.sem.owner().map(|t| self.name(t)),
+            s.writer.map(|t| self.name(t)),
             owner,
             "owner (writer holding the lock)"
         );
+        assert_eq!(s.writer, self.sem.owner(), "snapshot vs owner()");
+        let raw: Vec<Tid> = self.sem.waiters().iter().map(|w| w.tid).collect();
+        let snap: Vec<Tid> = s.waiting().map(|w| w.tid).collect();
+        assert_eq!(raw, snap, "snapshot vs waiters()");
         assert_eq!(self.sem.is_contended(), !queue.is_empty(), "is_contended");
     }
 
@@ -2005,23 +2024,20 @@ fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
     }
 }
 
-/// The count word's decomposition must match the queue and the owner at every step boundary
-/// (the state table of `mm::locking::rwsem`; docs/rwsem-rules.md §2.1): one `WAITING_BIAS` term iff
-/// the queue is non-empty plus one in the `ACTIVE_WRITE_BIAS` of a writer holder, whose active part
-/// is then exactly 1; and a reader at the head of the queue only while a writer holds (in Model
-/// A every release or bail-out that leaves readers at the head of a lock no writer holds grants
-/// them). Some(what is wrong) otherwise.
+/// The lock's state, read through its snapshot, must be consistent at every step boundary
+/// (the state table of `mm::locking::rwsem`; docs/rwsem-rules.md §2.1): the "someone is queued"
+/// mark of the count (one `WAITING_BIAS` term beyond a writer holder's) present once iff the
+/// queue is non-empty; a writer holder alone; and a reader at the head of the queue only while a
+/// writer holds (in Model A every release or bail-out that leaves readers at the head of a lock
+/// no writer holds grants them). Some(what is wrong) otherwise.
 fn invariant_violation(sem: &RawRwSem) -> Option<String> {
-    let c = sem.count();
-    let q = sem.waiters();
-    let writer = sem.owner().is_some();
-    let active = c & RWSEM_ACTIVE_MASK;
-    let terms = (c - active) / RWSEM_WAITING_BIAS;
-    let expect = (!q.is_empty()) as i64 + writer as i64;
-    if terms != expect {
+    let s = sem.snapshot();
+    let q: Vec<_> = s.waiting().collect();
+    let writer = s.write_locked;
+    if s.waiters_flag != u32::from(!q.is_empty()) {
         return Some(format!(
             "stale count: {} with {} waiter(s) and {}",
-            describe(c),
+            describe(s.count),
             q.len(),
             if writer {
                 "a writer holding"
@@ -2030,14 +2046,14 @@ fn invariant_violation(sem: &RawRwSem) -> Option<String> {
             }
         ));
     }
-    if writer && active != RB {
-        return Some(format!("write-held with active part {active}"));
+    if writer && s.readers > 0 {
+        return Some(format!("write-held with {} reader(s) active", s.readers));
     }
     match q.first() {
-        Some(h) if !h.write && !writer => Some(format!(
+        Some(h) if h.kind == WaiterType::Read && !writer => Some(format!(
             "reader {} not granted at the head of the queue (count {}), no writer holds",
             h.tid,
-            describe(c)
+            describe(s.count)
         )),
         _ => None,
     }
@@ -2137,7 +2153,8 @@ fn prop_model_a_random_interleavings_exclude_and_end_quiescent() {
             "seed {seed}: count {}",
             describe(w.sem.count())
         );
-        assert!(w.sem.waiters().is_empty(), "seed {seed}");
+        let snap = w.sem.snapshot();
+        assert!(snap.is_idle(), "seed {seed}: {snap:?}");
         assert_eq!(w.sem.owner(), None, "seed {seed}");
         assert!(w.wit.is_empty(), "seed {seed}");
         for (t, e) in total.iter_mut().zip(w.events) {

@@ -68,3 +68,81 @@ fn failed_typed_trylock_releases_nothing() {
     drop(r);
     assert_eq!(sem.raw().count(), 0);
 }
+
+/// `MmKnobs::rwsem_model`/`rwsem_spin` reach the address space's `mmap_lock` (a per-lock
+/// choice at creation), and two threads of one process fault, mmap and munmap through Model B
+/// with spinning on, on many seeds: every run ends, the lock idle.
+#[test]
+fn mm_knobs_carry_model_b_with_spinning_to_mmap_lock() {
+    use mm::locking::rwsem::RwSemSpin;
+    use mm::memory::{attach_mm, mmput, touch};
+    use mm::mm_types::{MmKnobs, MmStruct};
+    use mm::mmap::{mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    use mm::page_alloc::{FramePool, PoolConfig};
+    let knobs = MmKnobs {
+        rwsem_model: RwSemModel::B,
+        rwsem_spin: RwSemSpin::On,
+        ..MmKnobs::default()
+    };
+    for seed in 0..20 {
+        let pool = FramePool::new(PoolConfig {
+            bytes: 4 << 20,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut sim = Sim::new(SimConfig {
+            seed,
+            ..Default::default()
+        });
+        let p2 = pool.clone();
+        let lock = Arc::new(parking_lot::Mutex::new(None));
+        let l2 = lock.clone();
+        let leader = sim
+            .spawn(proc("a"), move || {
+                let mm = MmStruct::new(&p2, knobs, "pid 1");
+                let cfg = mm.mmap_lock.raw().config();
+                assert_eq!((cfg.model, cfg.spin), (RwSemModel::B, RwSemSpin::On));
+                attach_mm(&mm);
+                // The creator's own mm_users reference goes; the threads' keep the mm alive
+                // until the last one exits (exit_mmap then tears it down).
+                mmput(&mm);
+                *l2.lock() = Some(mm.clone());
+                let tgid = sched::current().tgid();
+                sched::spawn(CloneKind::Thread { tgid }, move || {
+                    let mm = sched::current().mm().unwrap();
+                    for _ in 0..20 {
+                        let a = mmap(
+                            &mm,
+                            0,
+                            4 * 4096,
+                            PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS,
+                        )
+                        .unwrap();
+                        touch(&mm, a, true, 1).unwrap();
+                        munmap(&mm, a, 4 * 4096).unwrap();
+                    }
+                })
+                .unwrap();
+                let a = mmap(
+                    &mm,
+                    0,
+                    16 * 4096,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS,
+                )
+                .unwrap();
+                for round in 0..5u8 {
+                    for i in 0..16 {
+                        touch(&mm, a + i * 4096, true, round).unwrap();
+                    }
+                    sched::cond_resched();
+                }
+            })
+            .unwrap();
+        assert_eq!(sim.run(), SimOutcome::AllExited, "seed {seed}");
+        let _ = leader;
+        let mm = lock.lock().take().unwrap();
+        assert!(mm.mmap_lock.snapshot().is_idle(), "seed {seed}");
+    }
+}

@@ -9,7 +9,7 @@
 use crate::machine::MachineConfig;
 use crate::oom_kill::VictimGoneRule;
 use crate::units::{format_ms, parse_duration, parse_duration_ms};
-use mm::locking::rwsem::RwSemModel;
+use mm::locking::rwsem::{RwSemModel, RwSemSpin};
 use mm::mm_types::LockWait;
 use std::fmt;
 
@@ -142,17 +142,38 @@ pub const KNOBS: &[Knob] = &[
         choices: &[
             ("a", "v4.7 rwsem-xadd with the May-2016 down_write_killable() fix"),
             ("rfc-v1", "the 2016 RFC's bail-out before the May-2016 fix: a killed writer leaves a stale waiting bias"),
+            ("b", "v6.6 rwsem.c: handoff, reader lock stealing, phase-fair reader wake"),
         ],
         help: "The rw_semaphore model behind mmap_lock",
         default_note: None,
         set: |c, v| {
             c.knobs.rwsem_model = match v {
                 "rfc-v1" => RwSemModel::RfcV1,
+                "b" => RwSemModel::B,
                 _ => RwSemModel::A,
             };
             Ok(())
         },
         get: |c| c.knobs.rwsem_model.name().into(),
+    },
+    Knob {
+        name: "rwsem-spin",
+        value_name: "on|off",
+        choices: &[
+            ("off", "CONFIG_RWSEM_SPIN_ON_OWNER=n: every contended writer queues and sleeps"),
+            ("on", "CONFIG_RWSEM_SPIN_ON_OWNER=y: writers spin on a running owner first (the SMP kernels distributions ship)"),
+        ],
+        help: "Writer optimistic spinning on mmap_lock (CONFIG_RWSEM_SPIN_ON_OWNER; def_bool y on SMP since v3.16, 4fc828e24cd9)",
+        default_note: None,
+        set: |c, v| {
+            c.knobs.rwsem_spin = if v == "on" {
+                RwSemSpin::On
+            } else {
+                RwSemSpin::Off
+            };
+            Ok(())
+        },
+        get: |c| c.knobs.rwsem_spin.name().into(),
     },
     Knob {
         name: "reaper",

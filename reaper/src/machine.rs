@@ -97,11 +97,16 @@ impl MachineConfig {
             None => "off".into(),
         };
         format!(
-            "write_lock={} read_lock={} rwsem={} reaper={} panic_on_oom={} \
+            "write_lock={} read_lock={} rwsem={}{} reaper={} panic_on_oom={} \
              oom_kill_allocating_task={} oom_dump_tasks={} victim_gone_rule={} livelock_window={}",
             self.knobs.write_lock.name(),
             self.knobs.read_lock.name(),
             self.knobs.rwsem_model.name(),
+            if self.knobs.rwsem_spin == mm::locking::rwsem::RwSemSpin::On {
+                " (spin on)"
+            } else {
+                ""
+            },
             reaper,
             self.oom.panic_on_oom,
             u8::from(self.oom.oom_kill_allocating_task),

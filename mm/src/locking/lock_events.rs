@@ -7,9 +7,11 @@
 //! exited tasks ([`crate::task::TaskList::lock_events`]).
 //!
 //! The kernel list has `rwsem_sleep_reader`, `rwsem_sleep_writer`, `rwsem_wake_reader`,
-//! `rwsem_wake_writer`, `rwsem_rlock`, `rwsem_rlock_fail`, `rwsem_wlock`, `rwsem_wlock_fail`
-//! (and Model-B handoff/optimistic-spin events, not counted here). oomlab adds the fast-path
-//! and trylock acquisitions by operation, and the total slow-path wait time.
+//! `rwsem_wake_writer`, `rwsem_rlock`, `rwsem_rlock_fail`, `rwsem_wlock`, `rwsem_wlock_fail`,
+//! and for optimistic spinning and Model B `rwsem_opt_lock`, `rwsem_opt_fail`,
+//! `rwsem_opt_nospin`, `rwsem_rlock_steal`, `rwsem_rlock_handoff`, `rwsem_wlock_handoff`
+//! (v6.x names). oomlab adds the fast-path and trylock acquisitions by operation, and the
+//! total slow-path wait time.
 
 crate::events::per_task_events! {
     /// One lock event.
@@ -47,6 +49,18 @@ crate::events::per_task_events! {
     RwsemWakeWriter => "rwsem_wake_writer",
     /// `downgrade_write` calls.
     RwsemDowngrade => "rwsem_downgrade",
+    /// A writer took the lock by optimistic spinning (AR9), without queueing.
+    RwsemOptLock => "rwsem_opt_lock",
+    /// A writer's optimistic spin ended without the lock (it then queued).
+    RwsemOptFail => "rwsem_opt_fail",
+    /// Model B: a writer gave up spinning on a reader-owned lock and set `RWSEM_NONSPINNABLE`.
+    RwsemOptNospin => "rwsem_opt_nospin",
+    /// Model B: a reader in the slow path kept its bias (reader optimistic lock stealing).
+    RwsemRlockSteal => "rwsem_rlock_steal",
+    /// Model B: a waker set `RWSEM_FLAG_HANDOFF` for the timed-out reader at the head.
+    RwsemRlockHandoff => "rwsem_rlock_handoff",
+    /// Model B: a timed-out writer set `RWSEM_FLAG_HANDOFF`.
+    RwsemWlockHandoff => "rwsem_wlock_handoff",
     /// Emulated nanoseconds rwsem waiters spent asleep, from their first `schedule()` to the
     /// acquisition or the bail-out (slow paths that never sleep add nothing: no clock reads).
     RwsemWaitNs => "rwsem_wait_ns",

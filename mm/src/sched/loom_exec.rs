@@ -1,18 +1,21 @@
 //! The loom executor (only with `--cfg oomlab_loom`): every emulated task is a loom thread;
 //! `schedule()` parks until the state word is TASK_RUNNING, `try_to_wake_up()` unparks.
-//! Time does not advance (timeouts are not modelled under loom).
+//! Time stands still unless the model moves it ([`LoomKernel::advance_time`], e.g. to expire an
+//! rwsem waiter's handoff timeout); timed sleeps are not modelled under loom.
 
 use crate::sync::Ordering;
 use crate::task::{state::*, CloneKind, ExecHandle, Task, TaskList};
 use std::sync::Arc;
 
 pub struct LoomShared {
-    tasks: TaskList,
+    pub(crate) tasks: TaskList,
+    /// The model's clock, moved only by [`LoomKernel::advance_time`].
+    now_ns: std::sync::atomic::AtomicU64,
 }
 
 impl LoomShared {
     pub(crate) fn now_ns(&self) -> u64 {
-        0
+        self.now_ns.load(std::sync::atomic::Ordering::SeqCst)
     }
     pub(crate) fn block(&self, t: &Task, deadline_ns: Option<u64>) {
         assert!(
@@ -39,7 +42,17 @@ impl LoomKernel {
     pub fn new() -> Self {
         LoomKernel(Arc::new(LoomShared {
             tasks: TaskList::new(),
+            now_ns: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// Move the model's clock forward by `ns` (`jiffies` follow at HZ=1000). A plain std
+    /// atomic, not a loom one: moving time is not a synchronisation point of the model, and
+    /// each execution sees the clock its own schedule produced.
+    pub fn advance_time(&self, ns: u64) {
+        self.0
+            .now_ns
+            .fetch_add(ns, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Turn the calling loom thread into a new process's task until the guard drops.

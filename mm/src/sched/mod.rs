@@ -282,6 +282,26 @@ fn host_cpu() -> usize {
     0
 }
 
+/// `find_task_by_vpid()`: the live task `tid` of the current task's executor, if any. For
+/// code that holds only a task's id and must look at the task itself (the rwsem's optimistic
+/// spinners check whether the lock owner runs).
+pub fn find_task_by_vpid(tid: crate::task::Tid) -> Option<Arc<Task>> {
+    with_current(|t| match &t.exec {
+        #[cfg(not(oomlab_loom))]
+        ExecHandle::Threads(s) => s.tasks.find_task(tid),
+        #[cfg(not(oomlab_loom))]
+        ExecHandle::Sim(s, _) => s.tasks.find_task(tid),
+        #[cfg(oomlab_loom)]
+        ExecHandle::Loom(_, s) => s.tasks.find_task(tid),
+    })
+}
+
+/// `jiffies` of the executor `t` runs on (usable outside any task, e.g. by a waker that is
+/// not an emulated task judging a waiter's timeout).
+pub(crate) fn jiffies_of_task(t: &Task) -> u64 {
+    jiffies_of(t)
+}
+
 /// `msecs_to_jiffies()` on the current executor (rounds up, as the kernel does).
 pub fn msecs_to_jiffies(ms: u64) -> u64 {
     let hz = hz() as u64;

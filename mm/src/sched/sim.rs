@@ -201,7 +201,7 @@ type TaskBody = Box<dyn FnOnce() + Send>;
 pub struct SimShared {
     pub(crate) hz: u32,
     inner: parking_lot::Mutex<Inner>,
-    tasks: Arc<TaskList>,
+    pub(crate) tasks: Arc<TaskList>,
 }
 
 impl SimShared {

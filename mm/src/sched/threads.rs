@@ -40,7 +40,7 @@ pub struct ThreadsShared {
     pub(crate) hz: u32,
     boot: Instant,
     stack_size: usize,
-    tasks: Arc<TaskList>,
+    pub(crate) tasks: Arc<TaskList>,
     /// Tasks started and not yet exited, and the host's CPUs.
     live: std::sync::atomic::AtomicUsize,
     /// Task threads created and not yet finished, and their cap ([`ThreadsConfig::max_threads`]).
