@@ -5,7 +5,7 @@ use crate::plan::UsageError;
 use reaper::units::format_size;
 
 /// The host's available memory in bytes: `MemAvailable`, capped by the cgroup's free memory.
-fn available_bytes() -> Result<u64, String> {
+pub(crate) fn available_bytes() -> Result<u64, String> {
     let mut sys = sysinfo::System::new().map_err(|e| e.to_string())?;
     sys.refresh_memory_specifics(sysinfo::MemoryRefreshKind::nothing().with_ram());
     let mut avail = sys.available_memory();

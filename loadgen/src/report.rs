@@ -67,6 +67,8 @@ pub struct VictimRecord {
     pub killed: bool,
     pub sysrq: bool,
     pub at_ns: u64,
+    /// When its memory came back (reaped or torn down), executor ns; `None`: it did not.
+    pub reclaimed_ns: Option<u64>,
 }
 
 /// The report of one machine's life.
@@ -191,12 +193,14 @@ impl Report {
             livelock_chains,
             victims: victims
                 .iter()
-                .map(|v| VictimRecord {
+                .zip(k.victims_reclaimed_ns(&victims))
+                .map(|(v, reclaimed_ns)| VictimRecord {
                     pid: v.tgid,
                     comm: v.comm.clone(),
                     killed: v.killed,
                     sysrq: v.by_sysrq,
                     at_ns: v.marked_ns,
+                    reclaimed_ns,
                 })
                 .collect(),
             kill_to_reclaim_ns: k.kill_to_reclaim_ns(),

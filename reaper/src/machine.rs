@@ -13,7 +13,7 @@
 //! conserved, frames or tasks left after everything exited) is [`Verdict::EmulatorBug`].
 
 use crate::klog::KernelLog;
-use crate::oom_kill::{Oom, OomConfig};
+use crate::oom_kill::{Oom, OomConfig, Victim};
 use crate::oom_reaper::{ReaperConfig, ReaperQueue};
 use crate::watchdog::{Watchdog, WatchdogConfig};
 use mm::memory::{attach_mm, mmput};
@@ -200,20 +200,19 @@ impl Kernel {
             .collect()
     }
 
-    /// Kill → reclaim time of every OOM-killed victim whose memory came back, ns of the
-    /// executor's clock: from the kill to the earlier of a successful reap and the teardown
-    /// of its address space. Victims still pending (or only skipped) are left out.
-    pub fn kill_to_reclaim_ns(&self) -> Vec<u64> {
+    /// When each of `victims` (from [`Oom::victims`]) got its memory back, executor ns, one
+    /// entry per victim: the earlier of a successful reap and the teardown of its
+    /// address space (`None`: neither happened, e.g. the reaper gave up and the victim is
+    /// still stuck). Both executors' clocks start at 0, so this is also the time since boot.
+    pub fn victims_reclaimed_ns(&self, victims: &[Victim]) -> Vec<Option<u64>> {
         let reap_times = self
             .reaper
             .as_ref()
             .map(|r| r.reap_times())
             .unwrap_or_default();
-        self.oom
-            .victims()
+        victims
             .iter()
-            .filter(|v| v.killed)
-            .filter_map(|v| {
+            .map(|v| {
                 let reaped = reap_times
                     .iter()
                     .filter(|(t, at)| *t == v.tgid && *at >= v.marked_ns)
@@ -223,12 +222,24 @@ impl Kernel {
                     v.mm.test_flag(MMF_TORN_DOWN)
                         .then(|| v.mm.torn_down_ns())
                         .flatten();
-                let at = match (reaped, torn) {
+                match (reaped, torn) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
-                }?;
-                Some(at.saturating_sub(v.marked_ns))
+                }
             })
+            .collect()
+    }
+
+    /// Kill → reclaim time of every OOM-killed victim whose memory came back, ns of the
+    /// executor's clock: from the kill to [`Kernel::victims_reclaimed_ns`]. Victims still
+    /// pending (or only skipped) are left out.
+    pub fn kill_to_reclaim_ns(&self) -> Vec<u64> {
+        let victims = self.oom.victims();
+        victims
+            .iter()
+            .zip(self.victims_reclaimed_ns(&victims))
+            .filter(|(v, _)| v.killed)
+            .filter_map(|(v, at)| Some(at?.saturating_sub(v.marked_ns)))
             .collect()
     }
 
