@@ -44,7 +44,7 @@ pub enum Command {
     /// kernel configuration over many seeded sim trials, with a regression gate and sharding.
     /// (The micro-benchmarks are `cargo bench`.)
     #[command(long_about = BENCH_ABOUT)]
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
 }
 
 /// Flags of `oomlab run`.

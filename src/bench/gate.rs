@@ -40,14 +40,6 @@ pub fn check_comparable(current: &BenchDoc, base: &BenchDoc, path: &str) -> Resu
             "holds only shard {s}; merge the shards first (oomlab bench merge)"
         )));
     }
-    for key in ["executor", "workload"] {
-        if current.identity[key] != base.identity[key] {
-            return Err(bad(format!(
-                "ran another {key} ({} there, {} here); rates are comparable only for the same one",
-                base.identity[key], current.identity[key]
-            )));
-        }
-    }
     let mut a = current.axes.clone();
     let mut b = base.axes.clone();
     a.sort();
@@ -57,6 +49,22 @@ pub fn check_comparable(current: &BenchDoc, base: &BenchDoc, path: &str) -> Resu
             "another matrix (axes {} there, {} here)",
             base.axes.join(", "),
             current.axes.join(", ")
+        )));
+    }
+    let about = |d: &BenchDoc| {
+        format!(
+            "{} executor, {}",
+            d.identity["executor"].as_str().unwrap_or("?"),
+            d.identity["workload"]["about"].as_str().unwrap_or("?")
+        )
+    };
+    if current.identity["executor"] != base.identity["executor"]
+        || current.identity["workload"] != base.identity["workload"]
+    {
+        return Err(bad(format!(
+            "ran another workload ({} there; {} here); rates compare only on the same one",
+            about(base),
+            about(current)
         )));
     }
     if !current
@@ -89,10 +97,10 @@ pub fn judge(now: (u64, u64), base: (u64, u64), threshold: Option<f64>) -> Verdi
     let rise = rate(now) - rate(base);
     let regression = if interval.lo > 0.0 {
         Some("the rise is beyond chance: its 95% Newcombe interval lies above 0".to_string())
-    } else if let Some(t) = threshold.filter(|&t| rise > t) {
-        Some(format!("the rise is beyond --threshold {}", points(t)))
     } else {
-        None
+        threshold
+            .filter(|&t| rise > t)
+            .map(|t| format!("the rise is beyond --threshold {}", points(t)))
     };
     Verdict {
         rise,

@@ -19,8 +19,9 @@ pub fn svg(doc: &BenchDoc) -> Result<String, String> {
     let width = (170 * n as u32 + 180).max(640);
     let height = 520;
     let top = summaries.iter().map(|s| s.wilson.hi).fold(0.0f64, f64::max);
-    // The y axis in percent: up to the highest whisker plus room for its label, in steps of 10.
-    let y_max = ((top * 100.0 * 1.12 / 10.0).ceil() * 10.0).clamp(10.0, 100.0);
+    // The y axis in percent: up to the highest whisker plus room for its label above it, in
+    // steps of 10 (ticks above 100% stay unlabelled).
+    let y_max = ((top * 100.0 + 8.0) / 10.0).ceil().max(1.0) * 10.0;
     let trials = summaries.iter().map(|s| s.trials).max().unwrap_or(0);
     let mut out = String::new();
     {
@@ -36,20 +37,27 @@ pub fn svg(doc: &BenchDoc) -> Result<String, String> {
             .margin(16)
             .x_label_area_size(56)
             .y_label_area_size(64)
-            .build_cartesian_2d((0..n).into_segmented(), 0.0..y_max)
+            // A segmented usize range is inclusive: 0..n-1 is n segments.
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..y_max)
             .map_err(|e| e.to_string())?;
         let labels: Vec<String> = doc.configs.iter().map(|c| c.short_label()).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .light_line_style(WHITE)
+            .y_max_light_lines(1)
             .bold_line_style(INK.mix(0.12))
             .x_labels(n)
             .x_label_formatter(&|v: &SegmentValue<usize>| match v {
                 SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
                 _ => String::new(),
             })
-            .y_label_formatter(&|y: &f64| format!("{y:.0}%"))
+            .y_label_formatter(&|y: &f64| {
+                if *y <= 100.0 {
+                    format!("{y:.0}%")
+                } else {
+                    String::new()
+                }
+            })
             .x_desc(doc.axes.join(" / "))
             .y_desc("trials with a livelock")
             .axis_desc_style(("sans-serif", 15))

@@ -403,6 +403,102 @@ pub fn run_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loadgen::scenario::Ctx;
+    use mm::gfp::Gfp;
+
+    /// A scenario whose process leaks a frame (a broken emulator invariant: the verdict is
+    /// an emulator bug).
+    static LEAKER: Scenario = Scenario {
+        name: "test-leaker",
+        about: "leaks a kernel page",
+        memory_bytes: 8 << 20,
+        setup: |ctx: &mut Ctx| {
+            let pool = ctx.m.pool.clone();
+            ctx.process("leaker", 0, move |_| {
+                let _leaked = pool.alloc_page(Gfp::GFP_KERNEL);
+                Ok(())
+            });
+        },
+    };
+
+    /// A scenario whose process trips an assert.
+    static PANICKER: Scenario = Scenario {
+        name: "test-panicker",
+        about: "asserts",
+        memory_bytes: 8 << 20,
+        setup: |ctx: &mut Ctx| {
+            ctx.process("panicker", 0, |_| panic!("frame accounting broke"));
+        },
+    };
+
+    fn scenario_workload(scenario: &'static Scenario) -> Workload {
+        Workload::Scenario {
+            scenario,
+            memory_bytes: 8 << 20,
+            time_limit_ns: 10 * SEC,
+        }
+    }
+
+    fn specs(n: usize) -> Vec<TrialSpec> {
+        (0..n)
+            .map(|i| TrialSpec {
+                index: i,
+                config: 0,
+                seed: i as u64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_emulator_bug_verdict_stops_the_bench() {
+        let machines = [MachineConfig::sim(8 << 20)];
+        let w = scenario_workload(&LEAKER);
+        let r = Runner {
+            machines: &machines,
+            workload: &w,
+            executor: Executor::Sim,
+            jobs: 1,
+            summaries: false,
+        };
+        let out = run_all(&specs(3), &r, |_| {});
+        let Some(Outcome::Bug(b)) = &out[0] else {
+            panic!("not a bug: {:?}", out[0]);
+        };
+        assert!(b.what.contains("still allocated"), "{}", b.what);
+        assert!(!b.summary.is_empty());
+        assert!(out[1..].iter().all(Option::is_none), "later trials ran");
+    }
+
+    #[test]
+    fn a_panic_in_a_trial_is_caught_and_reported() {
+        let machines = [MachineConfig::sim(8 << 20)];
+        let w = scenario_workload(&PANICKER);
+        let r = Runner {
+            machines: &machines,
+            workload: &w,
+            executor: Executor::Sim,
+            jobs: 2,
+            summaries: false,
+        };
+        let out = run_all(&specs(4), &r, |_| {});
+        let bugs: Vec<&TrialBug> = out
+            .iter()
+            .flatten()
+            .map(|o| match o {
+                Outcome::Bug(b) => b,
+                o => panic!("not a bug: {o:?}"),
+            })
+            .collect();
+        assert!(!bugs.is_empty() && bugs.len() <= 2, "{bugs:?}");
+        for b in bugs {
+            assert!(
+                b.what
+                    .starts_with("panicked: frame accounting broke (at src/bench/trial.rs"),
+                "{}",
+                b.what
+            );
+        }
+    }
 
     fn victim(at_ms: u64, back_ms: Option<u64>, killed: bool, sysrq: bool) -> VictimRecord {
         VictimRecord {
