@@ -131,6 +131,12 @@ impl Summary {
         stats::rate(x, self.trials)
     }
 
+    /// Trials that did not complete: the modelled kernel panicked, tasks were left at the
+    /// time bound (e.g. stuck for good on a lock), or it deadlocked.
+    pub fn ended_early_rate(&self) -> f64 {
+        stats::rate(self.panicked + self.time_limit + self.deadlock, self.trials)
+    }
+
     /// Livelocks per 1000 OOM kills (`None` without kills).
     pub fn livelocks_per_1000_kills(&self) -> Option<f64> {
         (self.oom_kills > 0).then(|| self.livelocks as f64 * 1000.0 / self.oom_kills as f64)

@@ -403,6 +403,9 @@ fn run(a: &BenchArgs) -> Result<u8> {
     if let (Some(b), Some(path)) = (&baseline, &a.out.baseline) {
         gate::check_comparable(&plan.doc, b, path)?;
     }
+    if let Some(note) = window_note(&plan.machines) {
+        eprintln!("oomlab: note: {note}");
+    }
     let bar = progress_bar(plan.specs.len() as u64);
     let runner = trial::Runner {
         machines: &plan.machines,
@@ -500,6 +503,31 @@ fn run(a: &BenchArgs) -> Result<u8> {
     emit(&doc, host, &a.out, baseline.as_ref(), Some(footer))
 }
 
+/// A warning when the livelock window is not longer than the time the oom_reaper may take to
+/// give up on a victim (its delay plus its retries): the watchdog could then call a stall
+/// that the reaper is about to end a livelock, which is not what the bench means to count.
+fn window_note(machines: &[MachineConfig]) -> Option<String> {
+    let slow: Vec<(u64, u64)> = machines
+        .iter()
+        .filter_map(|m| {
+            let r = m.reaper()?;
+            let give_up_ms = r.delay_ms + u64::from(r.retries) * r.interval_ms;
+            let window_ms = m.livelock_window_ns() / 1_000_000;
+            (give_up_ms >= window_ms).then_some((give_up_ms, window_ms))
+        })
+        .collect();
+    let (give_up_ms, window_ms) = *slow.iter().max()?;
+    Some(format!(
+        "in {} of {} configurations the oom_reaper may take {} to give up (--reaper-delay + \
+         --reaper-retries x --reaper-interval), not less than the livelock window {}: a stall \
+         the reaper would end can count as a livelock (raise --livelock-window)",
+        slow.len(),
+        machines.len(),
+        format_ms(give_up_ms),
+        format_ms(window_ms)
+    ))
+}
+
 /// The progress bar: on stderr when it is a terminal, hidden otherwise.
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -542,10 +570,11 @@ fn emit(
         let svg = plot::svg(doc).map_err(|e| anyhow::anyhow!("drawing the plot: {e}"))?;
         files.push((p.clone(), svg.into_bytes()));
     }
+    let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let mut lines = vec![format!(
-        "oomlab bench: {} configurations x {} seeds from {}; {}; {} executor{}",
-        doc.configs.len(),
-        doc.trials_per_config,
+        "oomlab bench: {} x {} from {}; {}; {} executor{}",
+        plural(doc.configs.len() as u64, "configuration"),
+        plural(doc.trials_per_config, "seed"),
         doc.first_seed,
         doc.identity["workload"]["about"].as_str().unwrap_or(""),
         doc.identity["executor"].as_str().unwrap_or(""),

@@ -99,7 +99,7 @@ pub fn table(doc: &BenchDoc) -> Vec<String> {
     out.push(
         "collateral: OOM kills made while an earlier victim's memory had not come back; \
          give-ups: 'unable to reap'; sysrq: the watchdog's recovery kills; k→r: kill to \
-         memory back, emulated ms, nearest rank"
+         memory back, ms of the executor's clock (emulated on sim), nearest rank"
             .into(),
     );
     out
@@ -137,6 +137,10 @@ pub fn bmf(doc: &BenchDoc) -> Value {
             "sysrq-recoveries-per-trial".into(),
             json!({"value": s.per_trial(s.sysrq_kills)}),
         );
+        m.insert(
+            "ended-early-rate".into(),
+            json!({"value": s.ended_early_rate()}),
+        );
         if let Some(ns) = s.kill_to_reclaim_p99_ns {
             m.insert(
                 "kill-to-reclaim-p99-ms".into(),
@@ -173,6 +177,11 @@ pub fn gab(doc: &BenchDoc) -> Value {
             "name": format!("{label}: reaper give-ups per trial"),
             "unit": "give-ups",
             "value": s.per_trial(s.reaper_give_ups),
+        }));
+        out.push(json!({
+            "name": format!("{label}: trials ended by a panic, the time bound or a deadlock"),
+            "unit": "%",
+            "value": s.ended_early_rate() * 100.0,
         }));
         if let Some(ns) = s.kill_to_reclaim_p99_ns {
             out.push(json!({
