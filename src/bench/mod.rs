@@ -715,3 +715,81 @@ fn combine(docs: &[(&str, BenchDoc, Value)]) -> Result<BenchDoc, UsageError> {
         ..first.clone()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn plan_of(args: &[&str]) -> Plan {
+        let cli = Cli::try_parse_from(["oomlab", "bench"].iter().chain(args)).unwrap();
+        let Command::Bench(a) = cli.command else {
+            panic!("not bench")
+        };
+        plan(&a).unwrap()
+    }
+
+    #[test]
+    fn the_reproduce_command_reruns_exactly_that_trial() {
+        let p = plan_of(&[
+            "--trials",
+            "5",
+            "--seed",
+            "7",
+            "--matrix",
+            "write-lock=killable,uninterruptible",
+            "--matrix",
+            "reaper=on",
+            "--processes",
+            "3",
+        ]);
+        let spec = p.specs[6];
+        assert_eq!((spec.config, spec.seed), (1, 8));
+        let cmd = reproduce_command(&p, &spec);
+        assert_eq!(
+            cmd,
+            "oomlab bench --trials 1 --seed 8 --executor sim --workload run --processes 3 \
+             --threads-per-process 4 --remote-readers 2 --memory 8MiB --duration 3s \
+             --livelock-window 1500ms --matrix write-lock=uninterruptible --matrix reaper=on \
+             --jobs 1"
+        );
+        let args: Vec<&str> = cmd.split(' ').skip(2).collect();
+        let again = plan_of(&args);
+        assert_eq!(again.specs.len(), 1);
+        assert_eq!(again.specs[0].seed, 8);
+        assert_eq!(again.machines[0], p.machines[1]);
+        assert_eq!(again.jobs, 1);
+    }
+
+    #[test]
+    fn the_command_in_the_json_spells_every_default_out() {
+        let typed = plan_of(&[]);
+        let explicit: Vec<String> = typed.doc.identity["command"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .skip(2)
+            .map(str::to_string)
+            .collect();
+        let explicit: Vec<&str> = explicit.iter().map(String::as_str).collect();
+        let again = plan_of(&explicit);
+        assert_eq!(again.doc.identity, typed.doc.identity);
+    }
+
+    #[test]
+    fn the_window_note_names_a_reaper_slower_than_the_window() {
+        assert_eq!(window_note(&plan_of(&[]).machines), None);
+        let note = window_note(&plan_of(&["--livelock-window", "1s"]).machines).unwrap();
+        assert!(
+            note.starts_with("in 2 of 4 configurations the oom_reaper may take 1s"),
+            "{note}"
+        );
+        let delayed = |w: &str| {
+            let p = plan_of(&["--matrix", "reaper-delay=2s", "--livelock-window", w]);
+            window_note(&p.machines)
+        };
+        assert!(delayed("3s").unwrap().contains("take 3s to give up"));
+        assert_eq!(delayed("4s"), None);
+    }
+}
