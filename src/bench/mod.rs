@@ -406,6 +406,20 @@ fn run(a: &BenchArgs) -> Result<u8> {
     if let Some(note) = window_note(&plan.machines) {
         eprintln!("oomlab: note: {note}");
     }
+    if let Workload::Run(shape) = &plan.workload {
+        let longest = plan
+            .machines
+            .iter()
+            .map(MachineConfig::livelock_window_ns)
+            .max();
+        if longest.is_some_and(|w| w >= shape.duration_ns) {
+            eprintln!(
+                "oomlab: note: a livelock window is not shorter than the trial ({}): no \
+                 livelock can be detected in it (raise --duration)",
+                format_duration_ns(shape.duration_ns)
+            );
+        }
+    }
     let bar = progress_bar(plan.specs.len() as u64);
     let runner = trial::Runner {
         machines: &plan.machines,
