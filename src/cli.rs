@@ -25,8 +25,9 @@ pub struct Cli {
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0    the run or scenario completed (OOM kills and livelocks are results, not errors)
-  1    runtime error of the tool, or scenario --check found unmet expectations
-  2    bad usage (one line on stderr names what was wrong), or not implemented yet
+  1    runtime error of the tool, or scenario --check found unmet expectations, or a bench
+       regression against its --baseline
+  2    bad usage (one line on stderr names what was wrong)
   3    the modelled kernel panicked (panic_on_oom, or nothing left to kill)
   4    the time bound passed with tasks left (scenario --time-limit; run: the wind-down
        could not finish)
@@ -40,8 +41,11 @@ pub enum Command {
     Run(RunArgs),
     /// Run an OOM scenario (canonical, or from a file) on the deterministic sim executor.
     Scenario(ScenarioArgs),
-    /// Run a benchmark and write its medians and ratios to `target/oomlab-bench/<bench>.json`.
-    Bench(BenchArgs),
+    /// The livelock-rate benchmark: livelock rate (and kills, give-ups, kill→reclaim) per
+    /// kernel configuration over many seeded sim trials, with a regression gate and sharding.
+    /// (The micro-benchmarks are `cargo bench`.)
+    #[command(long_about = BENCH_ABOUT)]
+    Bench(Box<BenchArgs>),
 }
 
 /// Flags of `oomlab run`.
@@ -128,12 +132,162 @@ pub struct ScenarioArgs {
     pub kernel: KernelArgs,
 }
 
+/// `oomlab bench --help`, at length.
+pub const BENCH_ABOUT: &str = "\
+The livelock-rate benchmark. Runs a matrix of kernel configurations (default: --write-lock \
+uninterruptible,killable x --reaper off,on) x --trials seeds; each trial is one randomised \
+workload on the deterministic sim executor (the `run` load in small, or a canonical scenario), \
+so every figure is the same on every machine. Per configuration it reports the livelock rate \
+(trials with at least one livelock) with its 95% Wilson interval, livelocks per 1000 OOM \
+kills, OOM kills, collateral kills, reaper give-ups and sysrq recoveries per trial, kill->reclaim \
+p50/p99, and the trials ended by a panic, the time bound or a deadlock.
+
+The micro-benchmarks (rw_semaphore, sim switch rate, page faults, mmap) are not here: run \
+`cargo bench` (see BENCHMARKS.md).";
+
+/// `oomlab bench`'s exit statuses.
+pub const BENCH_EXIT_HELP: &str = "\
+Exit status:
+  0    done; with --baseline, no configuration's livelock rate rose
+  1    --baseline: a livelock rate rose beyond chance or --threshold (one line per configuration
+       on stderr); or a runtime error of the tool
+  2    bad usage (one line on stderr names what was wrong); nothing is written
+  101  a trial broke the emulator (its seed and the command that reproduces it are printed)";
+
 /// Flags of `oomlab bench`.
-#[derive(Clone, Debug, PartialEq, Eq, Args)]
+#[derive(Clone, Debug, PartialEq, Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = BENCH_EXIT_HELP)]
 pub struct BenchArgs {
-    /// Which benchmark; all of them when omitted.
-    #[arg(value_enum, value_name = "BENCH")]
-    pub bench: Option<Bench>,
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+
+    /// Trials (seeds) per configuration.
+    #[arg(long, value_name = "N", default_value_t = 100, allow_negative_numbers = true,
+          value_parser = parse_trials)]
+    pub trials: u32,
+
+    /// The first seed: trial i of every configuration runs seed SEED+i (the same seeds for
+    /// every configuration, so configurations are compared on the same interleavings).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = parse_seed)]
+    pub seed: u64,
+
+    /// A matrix axis: a kernel knob (any flag of the Kernel configuration of `run` and
+    /// `scenario`, without --) and its values; repeat for more axes, which are crossed.
+    /// Replaces the default matrix write-lock=uninterruptible,killable x reaper=off,on.
+    #[arg(long = "matrix", value_name = "KNOB=V1,V2,...")]
+    pub matrix: Vec<String>,
+
+    /// What each trial runs: `run` (the `oomlab run` load in small, sized by the flags
+    /// below) or `scenario:NAME` (a canonical scenario; see `oomlab scenario --list`).
+    #[arg(long, value_name = "run|scenario:NAME", default_value = "run")]
+    pub workload: String,
+
+    /// Executor of the trials: the deterministic simulator, or OS threads with wall-clock
+    /// time (real races; the rates are not reproducible; `run` workload only).
+    #[arg(long, value_enum, default_value_t = Executor::Sim)]
+    pub executor: Executor,
+
+    /// Worker processes of the `run` load [default: 4].
+    #[arg(long, value_name = "N", value_parser = parse_processes)]
+    pub processes: Option<u32>,
+
+    /// Threads of each worker process [default: 4].
+    #[arg(long, value_name = "N", value_parser = parse_threads_per_process)]
+    pub threads_per_process: Option<u32>,
+
+    /// Remote-reader processes (`access_process_vm` into the workers' memory: the L1 chain)
+    /// [default: 2].
+    #[arg(long, value_name = "N", value_parser = parse_remote_readers)]
+    pub remote_readers: Option<u32>,
+
+    /// Emulated physical memory of each trial [default: 8MiB for `run`; the scenario's own].
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub memory: Option<Bytes>,
+
+    /// Emulated length of each `run` trial, wind-down included [default: 3s]; for a
+    /// scenario, its time limit [default: 600s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+
+    /// No progress this long while tasks wait for memory is a livelock [default: 1500ms,
+    /// half again the reaper's 1 s give-up];
+    /// also a matrix axis (--matrix livelock-window=...).
+    #[arg(long, value_name = "DURATION")]
+    pub livelock_window: Option<String>,
+
+    /// Trials run at once, one per host thread [default: every host CPU for the sim
+    /// executor, 1 for threads]. The results do not depend on it.
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
+    pub jobs: Option<usize>,
+
+    /// Run only the K-th of N disjoint slices of the trials (1 <= K <= N), or `auto`: K and N
+    /// from a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, JOB_COMPLETIONS) or a Slurm job
+    /// array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT). Combine the slices' --json files
+    /// with `oomlab bench merge`.
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
+
+    /// Print each trial's summary (as `oomlab run` prints it: OOM figures, the livelocks'
+    /// wait-for chains) before the table, to see why a configuration livelocks.
+    #[arg(long)]
+    pub trial_summaries: bool,
+
+    #[command(flatten)]
+    pub out: BenchOutputArgs,
+}
+
+/// Subcommands of `oomlab bench`.
+#[derive(Clone, Debug, PartialEq, Subcommand)]
+pub enum BenchCommand {
+    /// Combine the --json files of shards (--shard K/N) into the result of the whole bench,
+    /// identical to an unsharded run's; refuses files of different benchmarks or versions,
+    /// and missing or overlapping slices.
+    #[command(after_help = BENCH_EXIT_HELP)]
+    Merge(MergeArgs),
+}
+
+/// Flags of `oomlab bench merge`.
+#[derive(Clone, Debug, PartialEq, Args)]
+pub struct MergeArgs {
+    /// The shards' --json files, one per slice, in any order.
+    #[arg(value_name = "SHARD.json", required = true)]
+    pub files: Vec<String>,
+
+    #[command(flatten)]
+    pub out: BenchOutputArgs,
+}
+
+/// What `oomlab bench` (and `bench merge`) write, and the regression gate.
+#[derive(Clone, Debug, PartialEq, Args)]
+pub struct BenchOutputArgs {
+    /// Write everything (per trial and per configuration, the command, version and matrix)
+    /// as JSON; the same command gives the same bytes, apart from the `host` object
+    /// (timestamps, host facts).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Write the per-configuration figures in Bencher Metric Format.
+    #[arg(long, value_name = "PATH")]
+    pub bmf: Option<PathBuf>,
+
+    /// Write github-action-benchmark's customSmallerIsBetter array.
+    #[arg(long, value_name = "PATH")]
+    pub gab: Option<PathBuf>,
+
+    /// Draw the livelock rate of each configuration with its 95% interval as an SVG bar chart.
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Compare with an earlier --json: exit 1 if a configuration's livelock rate rose beyond
+    /// chance (its 95% Newcombe interval of the rise lies above 0).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<String>,
+
+    /// With --baseline: also fail on a rise of the rate by more than this, as a fraction
+    /// (0.05) or in percentage points (5%), even if chance could explain it.
+    #[arg(long, value_name = "RISE", requires = "baseline", value_parser = parse_threshold)]
+    pub threshold: Option<f64>,
 }
 
 /// The kernel configuration of a run: the knobs shared by `run` and `scenario`, one flag per
@@ -203,20 +357,6 @@ pub enum Executor {
     Sim,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Bench {
-    /// rw_semaphore against std and parking_lot RwLock, uncontended and 90/10 contended.
-    Rwsem,
-    /// The sim executor's task switch rate.
-    SimSwitch,
-    /// Emulated anonymous page fault against the host kernel's.
-    PageFault,
-    /// Emulated mmap+munmap pair against the host kernel's.
-    Mmap,
-    /// Livelock rate per kernel configuration over many sim trials.
-    LivelockRate,
-}
-
 /// A byte count given on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bytes(pub u64);
@@ -247,6 +387,59 @@ pub fn parse_threads(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|n| (1..=4096).contains(n))
         .ok_or_else(|| "expected a whole number from 1 to 4096".to_string())
+}
+
+/// A whole number from `lo` to `hi`.
+fn whole(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| (lo..=hi).contains(n))
+        .ok_or_else(|| format!("expected a whole number from {lo} to {hi}"))
+}
+
+/// `bench --trials`: 1 to 1000000.
+pub fn parse_trials(s: &str) -> Result<u32, String> {
+    whole(s, 1, 1_000_000).map(|n| n as u32)
+}
+
+/// `bench --processes`: 1 to 64.
+pub fn parse_processes(s: &str) -> Result<u32, String> {
+    whole(s, 1, 64).map(|n| n as u32)
+}
+
+/// `bench --threads-per-process`: 1 to 64.
+pub fn parse_threads_per_process(s: &str) -> Result<u32, String> {
+    whole(s, 1, 64).map(|n| n as u32)
+}
+
+/// `bench --remote-readers`: 0 to 64.
+pub fn parse_remote_readers(s: &str) -> Result<u32, String> {
+    whole(s, 0, 64).map(|n| n as u32)
+}
+
+/// `bench --jobs`: 1 to 1024.
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
+    whole(s, 1, 1024).map(|n| n as usize)
+}
+
+/// `bench --threshold`: a rise of the livelock rate, `0.05` or `5%`, from 0 to 1 (100%).
+pub fn parse_threshold(s: &str) -> Result<f64, String> {
+    let accepted = "expected a rise of the rate from 0 to 1, as a fraction (0.05) or in \
+                    percentage points (5%)";
+    let (num, scale) = match s.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (s, 1.0),
+    };
+    let x = num
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+        .map(|x| x / scale)
+        .ok_or_else(|| accepted.to_string())?;
+    if !(0.0..=1.0).contains(&x) {
+        return Err(accepted.to_string());
+    }
+    Ok(x)
 }
 
 /// `--seed`: 0 to 2^64-1.

@@ -139,13 +139,33 @@ fn memory_available(proc_cgroup: &str, sys_root: &Path) -> Result<(u64, String),
 /// Refuse a frame pool of `bytes` that the host cannot hold together with the emulator's own
 /// memory for `tasks` tasks (the pool is pre-faulted real memory).
 pub fn check_pool_fits(bytes: u64, tasks: u64) -> Result<(), UsageError> {
-    let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    check_pool_fits_in(bytes, tasks, &proc_cgroup, Path::new("/sys/fs/cgroup"))
+    check_fits(
+        &format!("--memory {}", format_size(bytes)),
+        bytes,
+        tasks,
+        "",
+    )
 }
 
-fn check_pool_fits_in(
+/// [`check_pool_fits`] for `bytes` of pools in all (several trials at once), the error naming
+/// `what` was asked and ending with `hint` (or, when empty, the largest `--memory` that fits).
+pub fn check_fits(what: &str, bytes: u64, tasks: u64, hint: &str) -> Result<(), UsageError> {
+    let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    check_fits_in(
+        what,
+        bytes,
+        tasks,
+        hint,
+        &proc_cgroup,
+        Path::new("/sys/fs/cgroup"),
+    )
+}
+
+fn check_fits_in(
+    what: &str,
     bytes: u64,
     tasks: u64,
+    hint: &str,
     proc_cgroup: &str,
     sys_root: &Path,
 ) -> Result<(), UsageError> {
@@ -153,17 +173,40 @@ fn check_pool_fits_in(
         .map_err(|e| UsageError(format!("cannot read the host's memory: {e}")))?;
     let need = memory_needed(bytes, tasks);
     if need > available / 100 * (100 - HOST_SHARE_PERCENT) {
+        let hint = if hint.is_empty() {
+            format!(
+                "use --memory {} or less",
+                format_size(largest_pool(available, tasks).max(1 << 20))
+            )
+        } else {
+            hint.to_string()
+        };
         return Err(UsageError(format!(
-            "--memory {}: with the emulator's own memory it needs {} MiB, more than {} allows \
-             ({} MiB available, 5% kept for the rest of the host); use --memory {} or less",
-            format_size(bytes),
+            "{what}: with the emulator's own memory it needs {} MiB, more than {} allows \
+             ({} MiB available, 5% kept for the rest of the host); {hint}",
             need >> 20,
             source,
             available >> 20,
-            format_size(largest_pool(available, tasks).max(1 << 20))
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+fn check_pool_fits_in(
+    bytes: u64,
+    tasks: u64,
+    proc_cgroup: &str,
+    sys_root: &Path,
+) -> Result<(), UsageError> {
+    check_fits_in(
+        &format!("--memory {}", format_size(bytes)),
+        bytes,
+        tasks,
+        "",
+        proc_cgroup,
+        sys_root,
+    )
 }
 
 /// Refuse a threads-executor run whose `needed` OS threads the host would not let it create:

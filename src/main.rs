@@ -3,6 +3,7 @@
 //! `oomlab scenario`), and does all of the project's I/O: terminal output today; files, the
 //! metrics endpoint and reports as later issues land.
 
+mod bench;
 mod cli;
 mod host;
 mod plan;
@@ -11,7 +12,7 @@ mod watch;
 
 use anyhow::Result;
 use clap::Parser;
-use cli::{Bench, BenchArgs, Cli, Command, RunArgs, ScenarioArgs};
+use cli::{Cli, Command, RunArgs, ScenarioArgs};
 use loadgen::report::Report;
 use loadgen::scenarios;
 use plan::{ScenarioCommand, UsageError};
@@ -76,7 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Scenario(args) => scenario(&args),
-        Command::Bench(args) => bench(&args),
+        Command::Bench(args) => bench::bench(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -116,11 +117,6 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     let line = line.strip_prefix("error: ").unwrap_or(&line);
     eprintln!("oomlab: {line}");
     ExitCode::from(EXIT_USAGE)
-}
-
-fn not_implemented(what: &str, issue: u32) -> Result<u8> {
-    eprintln!("oomlab: '{what}' is not implemented yet (see issue {issue})");
-    Ok(EXIT_USAGE)
 }
 
 fn run(args: &RunArgs) -> Result<u8> {
@@ -232,17 +228,6 @@ fn list_scenarios(json: bool) -> Result<u8> {
     }
     out.flush()?;
     Ok(EXIT_OK)
-}
-
-fn bench(args: &BenchArgs) -> Result<u8> {
-    match args.bench {
-        None => not_implemented("bench", 2),
-        Some(Bench::Rwsem) => not_implemented("bench rwsem", 2),
-        Some(Bench::SimSwitch) => not_implemented("bench sim-switch", 2),
-        Some(Bench::PageFault) => not_implemented("bench page-fault", 3),
-        Some(Bench::Mmap) => not_implemented("bench mmap", 3),
-        Some(Bench::LivelockRate) => not_implemented("bench livelock-rate", 4),
-    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

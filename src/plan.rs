@@ -108,7 +108,7 @@ fn apply_kernel(k: &KernelArgs, m: &mut MachineConfig) -> Result<(), UsageError>
 /// A frame pool of `bytes` can be built (large enough for its watermarks) and the host can
 /// hold it (it is pre-faulted real memory, on either executor). The pool's own checks then
 /// only fail for host reasons (a refused mapping: a runtime error, exit 1).
-fn check_memory(bytes: u64, tasks: u64) -> Result<(), UsageError> {
+pub(crate) fn check_memory(bytes: u64, tasks: u64) -> Result<(), UsageError> {
     let frames = bytes / mm::pgtable::PAGE_SIZE;
     let w = mm::page_alloc::compute_watermarks(frames);
     if w.high * 2 > frames {

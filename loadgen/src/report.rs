@@ -67,6 +67,8 @@ pub struct VictimRecord {
     pub killed: bool,
     pub sysrq: bool,
     pub at_ns: u64,
+    /// When its memory came back (reaped or torn down), executor ns; `None`: it did not.
+    pub reclaimed_ns: Option<u64>,
 }
 
 /// The report of one machine's life.
@@ -206,6 +208,7 @@ impl Report {
                     killed: v.killed,
                     sysrq: v.by_sysrq,
                     at_ns: v.marked_ns,
+                    reclaimed_ns: v.reclaimed_ns,
                 })
                 .collect(),
             victims_dropped,

@@ -185,3 +185,22 @@ fn refused_threads_leave_a_warning_not_a_crash() {
     );
     assert_counts_add_up(&r);
 }
+
+/// A run gives its machine back: nothing keeps the kernel (and its frame pool, real host
+/// memory) alive once the report is built. The livelock-rate bench runs thousands of trials
+/// in one process.
+#[test]
+fn the_machine_is_freed_after_a_run() {
+    for interrupt in [0, 2] {
+        let rc = config(16, 8, 2, 6);
+        let r = LoadRun::boot(sim_for(&rc, mm::task::PID_MAX_DEFAULT), &rc).expect("boot");
+        let kernel = std::sync::Arc::downgrade(r.kernel());
+        let pool = std::sync::Arc::downgrade(&r.kernel().pool);
+        let load = std::sync::Arc::downgrade(r.load());
+        let report = r.run(&AtomicI32::new(interrupt));
+        assert!(load.upgrade().is_none(), "the load outlived its run");
+        assert!(report.oom.kills > 0 || interrupt != 0);
+        assert!(kernel.upgrade().is_none(), "the kernel outlived its run");
+        assert!(pool.upgrade().is_none(), "the frame pool outlived its run");
+    }
+}

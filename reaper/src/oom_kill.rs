@@ -123,6 +123,7 @@ impl Victim {
             killed: self.killed,
             by_sysrq: self.by_sysrq,
             kill_to_reclaim_ns: self.kill_to_reclaim_ns(),
+            reclaimed_ns: self.mm.reclaimed_ns(),
         }
     }
 }
@@ -139,6 +140,9 @@ pub struct VictimRecord {
     pub by_sysrq: bool,
     /// [`Victim::kill_to_reclaim_ns`] (at the time the record was taken).
     pub kill_to_reclaim_ns: Option<u64>,
+    /// When its memory came back (the earlier of the reap and the teardown), executor ns;
+    /// `None` while it has not.
+    pub reclaimed_ns: Option<u64>,
 }
 
 /// Live victim entries kept before resolved ones are folded into records. Bounds the cost of

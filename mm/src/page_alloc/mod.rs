@@ -274,6 +274,21 @@ impl FramePool {
         *self.oom_killer.write() = None;
     }
 
+    /// Give the frames' host memory back, keeping the mapping (`MADV_DONTNEED`; the frames
+    /// read as zeros afterwards). For a machine abandoned with tasks asleep for good (a sim
+    /// trial that hit its time bound): their stacks are never unwound, so they keep the pool
+    /// alive, and many trials run in one process. Nothing may run on the machine afterwards;
+    /// the bookkeeping (frame states, counters) is kept.
+    pub fn discard_frames(&self) {
+        // SAFETY: the mapping stays valid (MADV_DONTNEED on a private anonymous mapping only
+        // replaces its pages with zero pages); no reference into frame contents outlives a
+        // task's access, and the caller guarantees that no task runs any more.
+        let _ = unsafe {
+            self._map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+    }
+
     /// `oom_lock`: serialises OOM kills (the allocator trylocks it; sysrq-f and the OOM killer's
     /// other callers lock it).
     pub fn oom_lock(&self) -> &KMutex {

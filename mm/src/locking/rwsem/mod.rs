@@ -192,9 +192,12 @@ struct Waiter {
     handoff_set: bool,
 }
 
-/// A reader a waker granted that has not returned from its slow path yet.
+/// A reader a waker granted that has not returned from its slow path yet. Only a `Weak`
+/// reference: the entry may outlive the grant until the next waker prunes it, and a strong
+/// one would keep the task, its process and through `signal->oom_mm` this very lock's address
+/// space alive (a reference cycle that leaked every OOM victim's frame pool).
 struct GrantedReader {
-    task: Arc<Task>,
+    task: std::sync::Weak<Task>,
     state: u32,
     seq: u64,
 }
@@ -249,8 +252,11 @@ impl WaitList {
     /// Drop the `granted` entries of readers that returned (before a waker adds new ones, so
     /// that the list holds one batch at most).
     fn prune_granted(&mut self) {
-        self.granted
-            .retain(|g| g.task.rwsem_granted.load(Ordering::Relaxed));
+        self.granted.retain(|g| {
+            g.task
+                .upgrade()
+                .is_some_and(|t| t.rwsem_granted.load(Ordering::Relaxed))
+        });
     }
 
     /// The grant of a reader waiter: the kernel clears `waiter->task` (release) and queues the
@@ -258,7 +264,7 @@ impl WaitList {
     fn grant(&mut self, w: Waiter, wake_q: &mut WakeQ) {
         w.task.rwsem_granted.store(true, Ordering::Release);
         self.granted.push(GrantedReader {
-            task: w.task.clone(),
+            task: Arc::downgrade(&w.task),
             state: w.state,
             seq: w.seq,
         });
@@ -632,24 +638,22 @@ impl RawRwSem {
                         },
                     )
                 })
-                .chain(
-                    wl.granted
-                        .iter()
-                        .filter(|g| self.grant_pending(g))
-                        .map(|g| {
-                            (
-                                g.seq,
-                                QueuedTask {
-                                    tid: g.task.tid(),
-                                    kind: WaiterType::Read,
-                                    wait: WaitState::of(g.state),
-                                    granted: true,
-                                    woken: g.task.state() == TASK_RUNNING,
-                                    handoff_set: false,
-                                },
-                            )
-                        }),
-                )
+                .chain(wl.granted.iter().filter_map(|g| {
+                    let task = g.task.upgrade()?;
+                    self.grant_pending(&task).then(|| {
+                        (
+                            g.seq,
+                            QueuedTask {
+                                tid: task.tid(),
+                                kind: WaiterType::Read,
+                                wait: WaitState::of(g.state),
+                                granted: true,
+                                woken: task.state() == TASK_RUNNING,
+                                handoff_set: false,
+                            },
+                        )
+                    })
+                }))
                 .collect();
         queue.sort_by_key(|(seq, _)| *seq);
         let queue: Vec<QueuedTask> = queue.into_iter().map(|(_, q)| q).collect();
@@ -761,9 +765,9 @@ impl RawRwSem {
 
     /// A granted reader has not returned from its slow path on this lock yet (the reader
     /// clears its flag when it returns; a stale entry's task may since wait elsewhere).
-    fn grant_pending(&self, g: &GrantedReader) -> bool {
-        g.task.rwsem_granted.load(Ordering::Acquire)
-            && g.task
+    fn grant_pending(&self, task: &Task) -> bool {
+        task.rwsem_granted.load(Ordering::Acquire)
+            && task
                 .wchan()
                 .is_some_and(|w| w.object_id == self as *const _ as usize)
     }
