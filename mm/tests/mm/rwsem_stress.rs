@@ -1,4 +1,3 @@
-#![cfg(not(oomlab_loom))]
 //! A locktorture-style stress of the rw_semaphore on the threads executor
 //! (docs/rwsem-rules.md §7; `kernel/locking/locktorture.c`, `torture_type=rwsem_lock`).
 //!

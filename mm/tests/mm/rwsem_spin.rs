@@ -11,15 +11,12 @@
 //! Not reachable on the sim (no switch inside an operation, `wait_lock` never held across a
 //! switch): v4.7's `rwsem_wake()` leaving the wake-up to a spinner when `wait_lock` is busy.
 //! The loom model `a_spin_wake_skipped_for_a_spinner_is_not_lost` covers it.
-#![cfg(not(oomlab_loom))]
 
-mod rwsem_lab;
-
+use crate::rwsem_lab::Op::*;
+use crate::rwsem_lab::*;
 use mm::locking::lock_events::LockEvent;
 use mm::locking::rwsem::{RwSemConfig, RWSEM_SPIN_MAX_NS, RWSEM_SPIN_STEP_NS};
 use mm::sched::sim::{SimConfig, SimOutcome};
-use rwsem_lab::Op::*;
-use rwsem_lab::*;
 
 /// Spin iterations before the emulated `need_resched()` ends a spin on the sim (default step
 /// cost), give or take one.
@@ -437,8 +434,8 @@ fn prop_spinning_random_interleavings_end_idle() {
     for config in [B_SPIN, A_SPIN] {
         let mut spun = 0;
         for seed in 0..200 {
-            let w = rwsem_lab::prop::random_world(config, seed);
-            rwsem_lab::prop::check_world(config, seed, &w);
+            let w = crate::rwsem_lab::prop::random_world(config, seed);
+            crate::rwsem_lab::prop::check_world(config, seed, &w);
             spun += w.events[LockEvent::RwsemOptLock as usize];
         }
         assert!(spun > 0, "{config:?}: no acquisition by spinning");
@@ -450,8 +447,8 @@ fn prop_spinning_random_interleavings_end_idle() {
 fn prop_spinning_is_deterministic_on_the_sim() {
     for config in [B_SPIN, A_SPIN] {
         for seed in [5, 23] {
-            let a = rwsem_lab::prop::random_world(config, seed);
-            let b = rwsem_lab::prop::random_world(config, seed);
+            let a = crate::rwsem_lab::prop::random_world(config, seed);
+            let b = crate::rwsem_lab::prop::random_world(config, seed);
             assert_eq!(a.events, b.events, "{config:?} seed {seed}");
             assert_eq!(a.outcome, b.outcome);
         }

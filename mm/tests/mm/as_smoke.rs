@@ -1,4 +1,3 @@
-#![cfg(not(oomlab_loom))]
 //! Smoke test of an address space on the sim executor (the full suites are in address_space.rs).
 use mm::memory::{access_process_vm, attach_mm, oom_reap_task_mm, touch, FaultError};
 use mm::mm_types::*;

@@ -1,4 +1,3 @@
-#![cfg(not(oomlab_loom))]
 //! Property test: random syscall sequences on one address space against a sequential model
 //! (issue 3 "Tests").
 //!

@@ -1,4 +1,3 @@
-#![cfg(not(oomlab_loom))]
 //! Address spaces, operation by operation (issue 3 "Tests"; docs/oom-rules.md §5, §8 M5/M7).
 //!
 //! Every test runs the emulated kernel inside sim-executor tasks: a process execs a fresh

@@ -1,7 +1,6 @@
 //! The frame pool and the page allocator: watermarks, accounting, assertions, poisoning, and the
 //! slow path (reclaim → OOM → retry / fail) on the sim executor with test doubles of the OOM
 //! killer; the per-CPU fast path under real parallelism on the threads executor.
-#![cfg(not(oomlab_loom))]
 
 use mm::gfp::Gfp;
 use mm::page_alloc::{

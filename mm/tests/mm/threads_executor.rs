@@ -3,11 +3,8 @@
 //! Real parallelism, so no exact interleavings: the tests assert protocol outcomes (every task
 //! exits, wake-up return values, counters) and turn would-be hangs into failures with a
 //! watchdog ([`common::wait_until`]) before calling `join()`.
-#![cfg(not(oomlab_loom))]
 
-mod common;
-
-use common::{panic_message, process, thread, wait_progress, wait_until, Log, STALL};
+use crate::common::{panic_message, process, thread, wait_progress, wait_until, Log, STALL};
 use mm::sched::threads::{ThreadsConfig, ThreadsExecutor};
 use mm::sched::{
     self, current, fatal_signal_pending, hz, jiffies, ktime_get_ns, schedule, schedule_timeout,

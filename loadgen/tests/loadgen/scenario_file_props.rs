@@ -271,8 +271,8 @@ proptest! {
 /// The valid files to mutate: the canonical scenarios and the worked examples.
 fn valid_files() -> Vec<&'static str> {
     let mut v: Vec<&str> = scenarios::FILES.iter().map(|(_, t)| *t).collect();
-    v.push(include_str!("../../scenarios/examples/rfc-chain.toml"));
-    v.push(include_str!("../../scenarios/examples/inode-lock.toml"));
+    v.push(include_str!("../../../scenarios/examples/rfc-chain.toml"));
+    v.push(include_str!("../../../scenarios/examples/inode-lock.toml"));
     v
 }
 

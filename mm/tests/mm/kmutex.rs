@@ -2,7 +2,6 @@
 //! sim executor: mutual exclusion, FIFO wake-ups and the wait channel, lock stealing without
 //! handoff, and the killable cancel path. (The non-owner unlock test stays in kmutex.rs: it
 //! needs the private owner word.)
-#![cfg(not(oomlab_loom))]
 
 use mm::locking::kmutex::{KMutex, MUTEX_FLAG_WAITERS, NO_TASK_OWNER, OWNER_SHIFT};
 use mm::locking::rwsem::Killed;

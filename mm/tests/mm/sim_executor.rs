@@ -2,11 +2,8 @@
 //!
 //! Everything here is exact: the sim has a virtual clock and a seeded picker, so the tests assert
 //! precise step results, step counts and virtual times rather than timing windows.
-#![cfg(not(oomlab_loom))]
 
-mod common;
-
-use common::{panic_message, process, thread, Log};
+use crate::common::{panic_message, process, thread, Log};
 use mm::sched::sim::{Sim, SimConfig, SimOutcome, StepError, StepResult, TraceEvent};
 use mm::sched::{
     self, cond_resched, current, flush_signals, hz, jiffies, ktime_get_ns, msecs_to_jiffies,

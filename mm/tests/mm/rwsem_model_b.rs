@@ -14,15 +14,12 @@
 //! - AR2: "the queue is empty and no writer holds: keep the lock" under `wait_lock` — needs the
 //!   writer to leave between the reader's failed fast path and its slow path;
 //! - §5.1: the reader's re-check of its grant under `wait_lock`.
-#![cfg(not(oomlab_loom))]
 
-mod rwsem_lab;
-
+use crate::rwsem_lab::Op::*;
+use crate::rwsem_lab::*;
 use mm::locking::lock_events::LockEvent;
 use mm::locking::rwsem::model_b::{rwsem_wait_timeout, MAX_READERS_WAKEUP};
 use mm::sched::sim::{SimConfig, SimOutcome};
-use rwsem_lab::Op::*;
-use rwsem_lab::*;
 
 // ---- AR1: down_read fast path ------------------------------------------------------------------
 
@@ -1119,8 +1116,8 @@ const PROP_SEEDS: u64 = 300;
 fn prop_model_b_random_interleavings_exclude_keep_the_flags_and_end_idle() {
     let mut total = [0u64; mm::locking::lock_events::NR_LOCK_EVENTS];
     for seed in 0..PROP_SEEDS {
-        let w = rwsem_lab::prop::random_world(B, seed);
-        rwsem_lab::prop::check_world(B, seed, &w);
+        let w = crate::rwsem_lab::prop::random_world(B, seed);
+        crate::rwsem_lab::prop::check_world(B, seed, &w);
         for (t, e) in total.iter_mut().zip(w.events) {
             *t += e;
         }
@@ -1150,8 +1147,8 @@ fn prop_model_b_random_interleavings_exclude_keep_the_flags_and_end_idle() {
 #[test]
 fn prop_model_b_runs_replay_identically() {
     for seed in [3, 17, 99] {
-        let a = rwsem_lab::prop::random_world(B, seed);
-        let b = rwsem_lab::prop::random_world(B, seed);
+        let a = crate::rwsem_lab::prop::random_world(B, seed);
+        let b = crate::rwsem_lab::prop::random_world(B, seed);
         assert_eq!(a.events, b.events, "seed {seed}");
     }
     let _ = SimOutcome::AllExited;

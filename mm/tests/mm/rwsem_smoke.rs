@@ -1,6 +1,5 @@
 //! Quick end-to-end checks of the rwsem on both executors (the rule-by-rule scripted tests
 //! live in rwsem_rules.rs).
-#![cfg(not(oomlab_loom))]
 use mm::locking::rwsem::{RwSem, RwSemModel};
 use mm::sched::sim::{Sim, SimConfig, SimOutcome};
 use mm::sched::{self};

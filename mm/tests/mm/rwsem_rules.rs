@@ -57,7 +57,6 @@
 //! queued retries the read grant forever inside one step (see
 //! `rfcv1_symptom_a_holder_release_with_reader_queued_on_stale_bias_must_not_hang_the_executor`,
 //! which runs that scenario under a watchdog).
-#![cfg(not(oomlab_loom))]
 
 use mm::locking::lock_events::LockEvent;
 use mm::locking::rwsem::{

@@ -8,8 +8,8 @@ use loadgen::scenario::{run_trial, Scenario, Trial};
 use loadgen::scenario_file::{parse, parse_bytes};
 use loadgen::scenarios;
 
-const RFC_CHAIN: &str = include_str!("../../scenarios/examples/rfc-chain.toml");
-const INODE_LOCK: &str = include_str!("../../scenarios/examples/inode-lock.toml");
+const RFC_CHAIN: &str = include_str!("../../../scenarios/examples/rfc-chain.toml");
+const INODE_LOCK: &str = include_str!("../../../scenarios/examples/inode-lock.toml");
 
 fn scenario(text: &str) -> Scenario {
     let f = parse("t.toml", "t", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -601,7 +601,7 @@ script = [
 /// tests them).
 #[test]
 fn the_format_reference_shows_the_shipped_examples() {
-    let doc = include_str!("../../docs/scenario-format.md");
+    let doc = include_str!("../../../docs/scenario-format.md");
     for (name, text) in [("rfc-chain", RFC_CHAIN), ("inode-lock", INODE_LOCK)] {
         assert!(
             doc.contains(&format!("```toml\n{text}```")),
