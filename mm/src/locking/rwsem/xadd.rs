@@ -7,19 +7,39 @@
 //!
 //! # Count word
 //!
-//! | `count` | meaning |
-//! |---|---|
-//! | 0 | free, nobody queued |
-//! | N > 0 | N readers active (or attempting: a failed reader backs out), queue empty |
-//! | `WAITING_BIAS` + N, N ≥ 1 | N active readers (or a writer's transient bias) with a non-empty queue |
-//! | `ACTIVE_WRITE_BIAS` | a writer holds, queue empty |
-//! | `WAITING_BIAS` + `ACTIVE_WRITE_BIAS` | a writer holds, queue non-empty |
-//! | `WAITING_BIAS` | queue non-empty, nobody active (the wake window of AR6) |
+//! Three biases make up the 64-bit count (docs/rwsem-rules.md §2.1): `ACTIVE_BIAS` (1, also
+//! `ACTIVE_READ_BIAS`) per task holding or attempting the lock, in the low 32 bits
+//! (`ACTIVE_MASK`); `WAITING_BIAS` (−2³²) once while the wait list is non-empty; and
+//! `ACTIVE_WRITE_BIAS`, which **equals** `WAITING_BIAS` + `ACTIVE_BIAS`: a writer counts as
+//! one active task plus one waiting bias of its own. So one value can stand for several
+//! states, as the kernel's own guide at the top of rwsem-xadd.c lists them (value → cases):
 //!
-//! One `WAITING_BIAS` term means "someone is queued": present ⇔ the wait list is non-empty at
-//! quiescent points (RfcV1 breaks it); added by whoever makes the list non-empty, removed by
-//! whoever empties it, under `wait_lock`. `owner` is the writer's tid (`rwsem_set_owner`), 0
-//! otherwise: v4.7 readers do not record themselves.
+//! | `count` | cases |
+//! |---|---|
+//! | 0 | free: nobody holds, attempts or waits |
+//! | N > 0 | N readers hold or attempt (a reader whose fast path failed backs its 1 out), queue empty |
+//! | `WAITING_BIAS` + N, N ≥ 2 | N readers hold or attempt, queue non-empty; **or** a writer holds or attempts and N − 1 readers attempt, queue empty |
+//! | `WAITING_BIAS` + 1 = `ACTIVE_WRITE_BIAS` | one reader holds or attempts, queue non-empty; **or** a writer holds or attempts, queue empty |
+//! | `WAITING_BIAS` | queue non-empty, nobody active: the wake window (AR6), where a writer may steal the lock |
+//! | 2 × `WAITING_BIAS` + 1 + N | a writer holds or attempts, N readers attempt, queue non-empty |
+//!
+//! One `WAITING_BIAS` term beyond the writer's own means "the wait list is non-empty"
+//! (RfcV1 breaks this, §5.3). Every place that changes it, all under `wait_lock`:
+//!
+//! - added by [`down_read_failed`] (the reader that queues on an empty list adds
+//!   `WAITING_BIAS` − `ACTIVE_BIAS` in one step) and [`down_write_failed`] (the writer that
+//!   queues on an empty list, after taking back its own `ACTIVE_WRITE_BIAS`);
+//! - removed by [`mark_wake`] when its grant of readers empties the list, by
+//!   [`try_write_lock`] when the writer that takes the lock was the only waiter (it swaps
+//!   `WAITING_BIAS` for `ACTIVE_WRITE_BIAS`: its own waiting term stays, the list's goes), by
+//!   [`read_out_nolock`] and [`write_out_nolock`] (Model A) when the leaving waiter was the
+//!   last;
+//! - not removed by RfcV1's [`write_out_nolock`]: the stale bias of §5.3;
+//! - [`downgrade_write`] removes the writer's own waiting term (`ACTIVE_WRITE_BIAS` becomes
+//!   one `ACTIVE_READ_BIAS`), never the list's.
+//!
+//! `owner` is the writer's tid (`rwsem_set_owner`), 0 otherwise: v4.7 readers do not record
+//! themselves.
 //!
 //! Constants (64-bit): `ACTIVE_MASK` = 0xffff_ffff, `ACTIVE_BIAS` = `ACTIVE_READ_BIAS` = 1,
 //! `WAITING_BIAS` = −2³², `ACTIVE_WRITE_BIAS` = `WAITING_BIAS` + 1.
