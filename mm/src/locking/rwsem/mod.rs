@@ -68,7 +68,7 @@ pub enum RwSemModel {
     /// behind it (docs/rwsem-rules.md §5.3).
     RfcV1,
     /// v6.6 `kernel/locking/rwsem.c`: handoff, reader lock stealing, phase-fair reader wake-up,
-    /// `rwsem_del_wake_waiter` on bail-out (docs/rwsem-rules.md, rules marked [B]).
+    /// `rwsem_del_wake_waiter` on bail-out (docs/rwsem-rules.md, rules marked \[B\]).
     B,
 }
 

@@ -21,7 +21,7 @@
 //! Every waiter records `timeout` = `jiffies` + `RWSEM_WAIT_TIMEOUT` at enqueue
 //! (`DIV_ROUND_UP(HZ, 250)`, in the executor's jiffies: 4 ms at HZ=1000) and `handoff_set`.
 //!
-//! # Rules (docs/rwsem-rules.md, [B]) and where they live
+//! # Rules (docs/rwsem-rules.md, \[B\]) and where they live
 //! - AR1: [`down_read_common`]'s fast path (no bit of `READ_FAILED_MASK`).
 //! - AR2: [`down_read_slowpath`]: reader optimistic lock stealing (1a728dff855a, v5.11) unless
 //!   the lock is reader-owned by others (2f06f702925b); a stealing first reader grants the
