@@ -627,3 +627,17 @@ fn bad_scenario_files_are_one_line_at_their_place() {
         &["--file /nonexistent/oomlab.toml"],
     );
 }
+
+/// README's table of kernel knobs names every knob the command line has (the knob registry,
+/// `reaper::knobs::KNOBS`, builds the flags), so the documentation cannot fall behind.
+#[test]
+fn readme_lists_every_kernel_knob() {
+    let readme = include_str!("../README.md");
+    for k in reaper::knobs::KNOBS {
+        assert!(
+            readme.contains(&format!("| `--{}` |", k.name)),
+            "README.md's knob table lacks --{}",
+            k.name
+        );
+    }
+}
