@@ -16,6 +16,7 @@
 //! - An emulated panic records its reason and puts the panicking task to sleep for good; the
 //!   run stops at its next check ([`Oom::panicked`]).
 
+use crate::events::{EventStream, KernelEvent};
 use crate::klog::{KernelLog, RateLimit};
 use crate::oom_reaper::ReaperQueue;
 use mm::gfp::Gfp;
@@ -213,6 +214,7 @@ pub struct Oom {
     reaper: Option<Arc<ReaperQueue>>,
     victims: Mutex<VictimBook>,
     stats: OomStats,
+    events: Arc<EventStream>,
     panicked: Mutex<Option<String>>,
     dump_rs: RateLimit,
 }
@@ -229,6 +231,7 @@ impl Oom {
         pool: Arc<FramePool>,
         log: Arc<KernelLog>,
         reaper: Option<Arc<ReaperQueue>>,
+        events: Arc<EventStream>,
     ) -> Arc<Oom> {
         Arc::new(Oom {
             cfg,
@@ -238,6 +241,7 @@ impl Oom {
             reaper,
             victims: Mutex::new(VictimBook::default()),
             stats: OomStats::default(),
+            events,
             panicked: Mutex::new(None),
             dump_rs: RateLimit::default(),
         })
@@ -248,6 +252,10 @@ impl Oom {
     }
     pub fn stats(&self) -> &OomStats {
         &self.stats
+    }
+    /// The machine's rare-event stream (kills here; the watchdog's livelocks too).
+    pub fn events(&self) -> &Arc<EventStream> {
+        &self.events
     }
     pub fn log(&self) -> &Arc<KernelLog> {
         &self.log
@@ -519,6 +527,11 @@ impl Oom {
         if sysrq {
             self.stats.sysrq_kills.fetch_add(1, Ordering::Relaxed);
         }
+        self.events.emit(KernelEvent::OomKill {
+            at_ns: sched::ktime_get_ns(),
+            by_sysrq: sysrq,
+            rss_pages: mm.get_mm_rss(),
+        });
         kill_thread_group(Signal::Kill, victim);
         self.mark_oom_victim(&t, &mm, true, sysrq);
         let total_vm = mm.total_vm();
@@ -632,5 +645,24 @@ impl Oom {
 impl OomKiller for Oom {
     fn out_of_memory(&self, oc: &OomControl) -> bool {
         self.out_of_memory_inner(oc, false)
+    }
+
+    /// Kill → reclaim of every killed victim of `mm`, onto the event stream as it happens
+    /// (the same value [`Victim::kill_to_reclaim_ns`] gives the reports). The victim's live
+    /// entry is still there: `mm` gets `MMF_TORN_DOWN`, which folding waits for, only after.
+    fn victim_mm_reclaimed(&self, mm: &MmStruct) {
+        let (Some(at), reaped) = (mm.reclaimed_ns(), mm.reaped_ns()) else {
+            return;
+        };
+        let book = self.victims.lock();
+        for (_, v) in book.live.iter().filter(|(_, v)| v.mm.id() == mm.id()) {
+            if let Some(ns) = v.kill_to_reclaim_ns() {
+                self.events.emit(KernelEvent::Reclaimed {
+                    at_ns: at,
+                    kill_to_reclaim_ns: ns,
+                    by_reaper: reaped == Some(at),
+                });
+            }
+        }
     }
 }
