@@ -48,6 +48,21 @@ pub struct OomFigures {
     pub sysrq_kills: u64,
 }
 
+impl OomFigures {
+    /// The OOM killer's counters now.
+    pub fn of(oom: &reaper::oom_kill::Oom) -> Self {
+        let st = oom.stats();
+        OomFigures {
+            kills: ld(&st.oom_kill),
+            invocations: ld(&st.calls),
+            sharer_kills: ld(&st.sharer_kills),
+            self_marked: ld(&st.self_marked),
+            aborts: ld(&st.aborts),
+            sysrq_kills: ld(&st.sysrq_kills),
+        }
+    }
+}
+
 /// oom_reaper figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReaperFigures {
@@ -57,6 +72,20 @@ pub struct ReaperFigures {
     /// Victims already `MMF_OOM_SKIP` (exit got there first).
     pub skipped: u64,
     pub pages_reaped: u64,
+}
+
+impl ReaperFigures {
+    /// The oom_reaper's counters now.
+    pub fn of(r: &reaper::oom_reaper::ReaperQueue) -> Self {
+        let s = r.stats();
+        ReaperFigures {
+            attempts: ld(&s.attempts),
+            reaped: ld(&s.reaped),
+            gave_up: ld(&s.gave_up),
+            skipped: ld(&s.skipped),
+            pages_reaped: ld(&s.pages_reaped),
+        }
+    }
 }
 
 /// One OOM victim.
@@ -138,7 +167,6 @@ impl Report {
         wall_ns: Option<u64>,
     ) -> Report {
         let k = &f.kernel;
-        let st = k.oom.stats();
         let (livelocks, stalled_episodes, livelock_chains) = match &k.watchdog {
             Some(w) => (
                 ld(&w.stats().livelocks),
@@ -178,24 +206,8 @@ impl Report {
             end_ns: f.end_ns,
             wall_ns,
             panic_message: k.panicked(),
-            oom: OomFigures {
-                kills: ld(&st.oom_kill),
-                invocations: ld(&st.calls),
-                sharer_kills: ld(&st.sharer_kills),
-                self_marked: ld(&st.self_marked),
-                aborts: ld(&st.aborts),
-                sysrq_kills: ld(&st.sysrq_kills),
-            },
-            reaper: k.reaper.as_ref().map(|r| {
-                let s = r.stats();
-                ReaperFigures {
-                    attempts: ld(&s.attempts),
-                    reaped: ld(&s.reaped),
-                    gave_up: ld(&s.gave_up),
-                    skipped: ld(&s.skipped),
-                    pages_reaped: ld(&s.pages_reaped),
-                }
-            }),
+            oom: OomFigures::of(&k.oom),
+            reaper: k.reaper.as_deref().map(ReaperFigures::of),
             livelocks,
             stalled_episodes,
             livelock_chains,

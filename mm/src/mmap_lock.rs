@@ -178,8 +178,10 @@ fn counting_wait<T>(kind: MmapLockWait, acquire: impl FnOnce() -> T) -> T {
         if sleeps1 != sleeps0 || ns1 != ns0 {
             let ns = ns1.wrapping_sub(ns0);
             let b = wait_bucket(ns);
-            count_wait(kind, b, 1);
+            // The sum before the count: a reader that sees the count (snapshots read counts
+            // first) sees the sum too.
             count_wait(kind, WAIT_BUCKETS + b, ns);
+            count_wait(kind, b, 1);
         }
     }
     r

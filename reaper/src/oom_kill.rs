@@ -161,9 +161,33 @@ struct VictimBook {
     /// Records dropped past [`VICTIM_RECORDS_MAX`].
     dropped: u64,
     next_seq: u64,
+    /// Live killed victims whose kill → reclaim went onto the event stream (by seq).
+    reclaim_reported: std::collections::HashSet<u64>,
 }
 
 impl VictimBook {
+    /// Kill → reclaim events of the live killed victims of address space `mm_id` whose memory
+    /// came back and that were not reported yet; they count as reported now. Called when the
+    /// memory comes back and when a victim is marked (its memory may have come back between
+    /// the kill and the marking), both under the book's lock: each victim is reported once.
+    fn take_reclaimed(&mut self, mm_id: u64) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        for (seq, v) in self.live.iter().filter(|(_, v)| v.mm.id() == mm_id) {
+            let Some(ns) = v.kill_to_reclaim_ns() else {
+                continue;
+            };
+            if self.reclaim_reported.insert(*seq) {
+                let at = v.mm.reclaimed_ns().unwrap_or_default();
+                out.push(KernelEvent::Reclaimed {
+                    at_ns: at,
+                    kill_to_reclaim_ns: ns,
+                    by_reaper: v.mm.reaped_ns() == Some(at),
+                });
+            }
+        }
+        out
+    }
+
     fn push(&mut self, v: Victim) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -176,6 +200,7 @@ impl VictimBook {
                 .partition(|(_, v)| v.mm.test_flag(MMF_TORN_DOWN) && v.group.threads().is_empty());
             self.live = live;
             for (seq, v) in done {
+                self.reclaim_reported.remove(&seq);
                 self.folded.insert(seq, v.record(seq));
             }
             while self.folded.len() > VICTIM_RECORDS_MAX {
@@ -378,7 +403,8 @@ impl Oom {
     /// victim.
     fn mark_oom_victim(&self, t: &Task, mm: &Arc<MmStruct>, killed: bool, by_sysrq: bool) {
         if t.group().mark_oom_victim(Some(mm)) {
-            self.victims.lock().push(Victim {
+            let mut book = self.victims.lock();
+            book.push(Victim {
                 tgid: t.tgid(),
                 comm: t.comm().to_string(),
                 group: t.group().clone(),
@@ -387,6 +413,11 @@ impl Oom {
                 killed,
                 by_sysrq,
             });
+            // A victim that exited between its kill and this marking (threads executor): its
+            // memory came back before MMF_OOM_VICTIM was set, so `mm` did not report it.
+            for ev in book.take_reclaimed(mm.id()) {
+                self.events.emit(ev);
+            }
         }
     }
 
@@ -651,18 +682,9 @@ impl OomKiller for Oom {
     /// (the same value [`Victim::kill_to_reclaim_ns`] gives the reports). The victim's live
     /// entry is still there: `mm` gets `MMF_TORN_DOWN`, which folding waits for, only after.
     fn victim_mm_reclaimed(&self, mm: &MmStruct) {
-        let (Some(at), reaped) = (mm.reclaimed_ns(), mm.reaped_ns()) else {
-            return;
-        };
-        let book = self.victims.lock();
-        for (_, v) in book.live.iter().filter(|(_, v)| v.mm.id() == mm.id()) {
-            if let Some(ns) = v.kill_to_reclaim_ns() {
-                self.events.emit(KernelEvent::Reclaimed {
-                    at_ns: at,
-                    kill_to_reclaim_ns: ns,
-                    by_reaper: reaped == Some(at),
-                });
-            }
+        let events = self.victims.lock().take_reclaimed(mm.id());
+        for ev in events {
+            self.events.emit(ev);
         }
     }
 }
