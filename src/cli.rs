@@ -279,8 +279,9 @@ pub fn parse_seed(s: &str) -> Result<u64, String> {
 
 /// `--metrics-addr`: an IP address and a port.
 pub fn parse_socket_addr(s: &str) -> Result<std::net::SocketAddr, String> {
-    s.parse()
-        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9464 or [::1]:9464 (port 0: any free port)".to_string())
+    s.parse().map_err(|_| {
+        "expected IP:PORT, e.g. 127.0.0.1:9464 or [::1]:9464 (port 0: any free port)".to_string()
+    })
 }
 
 /// `DURATION` ([`reaper::units`]).
@@ -352,7 +353,11 @@ mod tests {
         assert_eq!(a.executor, Executor::Threads);
         assert_eq!(a.kernel, KernelArgs::default(), "no knob given");
         assert_eq!(a.duration, Duration::from_secs(60));
-        assert_eq!(a.metrics_addr.to_string(), "127.0.0.1:9464", "loopback by default");
+        assert_eq!(
+            a.metrics_addr.to_string(),
+            "127.0.0.1:9464",
+            "loopback by default"
+        );
         assert!(!a.no_metrics && !a.quiet && a.json.is_none());
         assert_eq!(a.metrics_linger, Duration::ZERO);
     }
@@ -370,7 +375,9 @@ mod tests {
         assert_eq!(a.metrics_linger, Duration::from_secs(15));
         assert!(a.quiet);
         assert!(run(&["--no-metrics"]).unwrap().no_metrics);
-        let e = run(&["--metrics-addr", "localhost"]).unwrap_err().to_string();
+        let e = run(&["--metrics-addr", "localhost"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--metrics-addr") && e.contains("IP:PORT"), "{e}");
         assert!(run(&["--no-metrics", "--metrics-addr", "127.0.0.1:1"]).is_err());
         assert!(run(&["--no-metrics", "--metrics-linger", "1s"]).is_err());

@@ -97,9 +97,7 @@ fn drive<E: mm::sched::Executor>(r: LoadRun<E>, plan: &RunPlan) -> Result<Report
     };
     let watcher = Watcher::start(k.clone(), r.clock(), watch);
     let report = r.run(&INTERRUPT);
-    watcher
-        .finish()
-        .context("writing the kernel log (--log)")?;
+    watcher.finish().context("writing the kernel log (--log)")?;
     Ok(report)
 }
 

@@ -64,7 +64,10 @@ impl Drop for TempDir {
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -144,7 +147,11 @@ impl Prometheus {
         let (status, body) = http_get(self.addr, &format!("/api/v1/query?query={}", urlencode(q)))
             .unwrap_or_else(|e| panic!("query {q}: {e}"));
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q}: {e}: {body}"));
-        assert_eq!((status, v["status"].as_str()), (200, Some("success")), "{q}: {body}");
+        assert_eq!(
+            (status, v["status"].as_str()),
+            (200, Some("success")),
+            "{q}: {body}"
+        );
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
@@ -240,13 +247,19 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
             }
         }
     });
-    let metrics_addr = addr_rx
-        .recv_timeout(STALL)
-        .unwrap_or_else(|_| panic!("no metrics address on stderr: {}", stderr_text.lock().unwrap()));
+    let metrics_addr = addr_rx.recv_timeout(STALL).unwrap_or_else(|_| {
+        panic!(
+            "no metrics address on stderr: {}",
+            stderr_text.lock().unwrap()
+        )
+    });
     assert!(metrics_addr.ip().is_loopback());
 
     // 2. A real Prometheus scraping it every second.
-    let web = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let web = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let config = tmp.0.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -260,7 +273,10 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
     procs.0.push(
         Command::new(&prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", tmp.0.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.0.join("data").display()
+            ))
             .arg(format!("--web.listen-address={web}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -290,7 +306,10 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{body}");
+            assert!(
+                out.status.success() && said.trim().is_empty(),
+                "promtool check metrics: {said}\n{body}"
+            );
             checked = true;
         }
         scrapes.push(body);
@@ -307,7 +326,9 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
         let (a, b) = (samples(&pair[0]), samples(&pair[1]));
         for (series, v) in &a {
             if cumulative.iter().any(|n| n == series_name(series)) {
-                let w = b.get(series).unwrap_or_else(|| panic!("{series} disappeared"));
+                let w = b
+                    .get(series)
+                    .unwrap_or_else(|| panic!("{series} disappeared"));
                 assert!(w >= v, "{series} went back from {v} to {w}");
             }
         }
@@ -335,9 +356,10 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
     }
 
     // 5. Every query of the dashboard parses and answers with at least one series.
-    let dash: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_file("dashboards/oomlab.json")).unwrap())
-            .unwrap();
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("dashboards/oomlab.json")).unwrap(),
+    )
+    .unwrap();
     let mut n = 0;
     for p in dash["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().into_iter().flatten() {
@@ -381,9 +403,18 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
     assert_eq!(f("oomlab_oom_self_marked_total"), kills[2], "{summary}");
     assert_eq!(f("oomlab_oom_aborted_total"), kills[3], "{summary}");
     assert_eq!(f("oomlab_reaper_attempts_total"), reaper[0], "{summary}");
-    assert_eq!(f("oomlab_reaper_results_total{result=\"reaped\"}"), reaper[1]);
-    assert_eq!(f("oomlab_reaper_results_total{result=\"gave_up\"}"), reaper[2]);
-    assert_eq!(f("oomlab_reaper_results_total{result=\"already_done\"}"), reaper[3]);
+    assert_eq!(
+        f("oomlab_reaper_results_total{result=\"reaped\"}"),
+        reaper[1]
+    );
+    assert_eq!(
+        f("oomlab_reaper_results_total{result=\"gave_up\"}"),
+        reaper[2]
+    );
+    assert_eq!(
+        f("oomlab_reaper_results_total{result=\"already_done\"}"),
+        reaper[3]
+    );
     assert_eq!(f("oomlab_reaped_bytes_total"), reaper[4] * 4096);
     assert_eq!(f("oomlab_livelocks_total"), livelocks[0], "{summary}");
     assert_eq!(f("oomlab_sysrq_kills_total"), livelocks[1], "{summary}");
@@ -393,7 +424,10 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
     assert_eq!(json["oom_kills"], kills[0]);
     assert_eq!(json["faults"].as_u64(), Some(f("oomlab_page_faults_total")));
     assert_eq!(json["mmaps"].as_u64(), Some(f("oomlab_mmap_calls_total")));
-    assert_eq!(json["munmaps"].as_u64(), Some(f("oomlab_munmap_calls_total")));
+    assert_eq!(
+        json["munmaps"].as_u64(),
+        Some(f("oomlab_munmap_calls_total"))
+    );
     for op in ["read", "write"] {
         for wait in ["killable", "uninterruptible"] {
             let sel = format!("{{op=\"{op}\",wait=\"{wait}\"}}");
@@ -402,21 +436,35 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
                 Some(f(&format!("oomlab_rwsem_wait_seconds_count{sel}"))),
                 "{op} {wait}"
             );
-            let sum = json["rwsem_wait_seconds"][op][wait]["sum"].as_f64().unwrap();
+            let sum = json["rwsem_wait_seconds"][op][wait]["sum"]
+                .as_f64()
+                .unwrap();
             let prom_sum = prom.value(&format!("oomlab_rwsem_wait_seconds_sum{sel}"));
-            assert!((sum - prom_sum).abs() <= 1e-6 * sum.max(1.0), "{op} {wait}: {sum} vs {prom_sum}");
+            assert!(
+                (sum - prom_sum).abs() <= 1e-6 * sum.max(1.0),
+                "{op} {wait}: {sum} vs {prom_sum}"
+            );
         }
     }
     // The event stream: nothing dropped, so every counted event arrived.
     assert_eq!(f("oomlab_kernel_events_dropped_total"), 0);
-    assert_eq!(f("oomlab_kernel_events_total{event=\"oom_kill\"}"), kills[0]);
+    assert_eq!(
+        f("oomlab_kernel_events_total{event=\"oom_kill\"}"),
+        kills[0]
+    );
     assert_eq!(
         f("oomlab_kernel_events_total{event=\"reap\"}"),
         reaper[1] + reaper[2] + reaper[3]
     );
-    assert_eq!(f("oomlab_kernel_events_total{event=\"livelock\"}"), livelocks[0]);
+    assert_eq!(
+        f("oomlab_kernel_events_total{event=\"livelock\"}"),
+        livelocks[0]
+    );
     let reclaimed = json["kill_to_reclaim_ms"]["count"].as_u64().unwrap();
-    assert_eq!(f("oomlab_kernel_events_total{event=\"reclaimed\"}"), reclaimed);
+    assert_eq!(
+        f("oomlab_kernel_events_total{event=\"reclaimed\"}"),
+        reclaimed
+    );
     assert_eq!(f("oomlab_kill_to_reclaim_seconds_count"), reclaimed);
     assert_eq!(f("oomlab_oom_victim_rss_bytes_count"), kills[0]);
 

@@ -291,7 +291,9 @@ pub fn mmap_write_lock(mm: &MmStruct) -> MmapWriteGuard<'_> {
 }
 /// `mmap_write_lock_killable()` (v4.7 `down_write_killable`).
 pub fn mmap_write_lock_killable(mm: &MmStruct) -> Result<MmapWriteGuard<'_>, Killed> {
-    let g = counting_wait(MmapLockWait::WriteKillable, || mm.mmap_lock.write_killable())?;
+    let g = counting_wait(MmapLockWait::WriteKillable, || {
+        mm.mmap_lock.write_killable()
+    })?;
     Ok(write_guard(mm, g))
 }
 /// `mmap_write_trylock()`.

@@ -146,7 +146,11 @@ mod tests {
         }
         assert_eq!((s.sent(), s.dropped()), (2, 3));
         let got: Vec<KernelEvent> = rx.try_iter().collect();
-        assert_eq!(got, vec![livelock(0), livelock(1)], "the first ones, in order");
+        assert_eq!(
+            got,
+            vec![livelock(0), livelock(1)],
+            "the first ones, in order"
+        );
         s.emit(livelock(5));
         assert_eq!(rx.try_recv(), Ok(livelock(5)), "room again once drained");
         drop(rx);

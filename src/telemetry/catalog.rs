@@ -395,7 +395,10 @@ pub const KERNEL_EVENTS: Metric = counter(
     Unit::Count,
     "Rare kernel events the publisher received over the event stream, by kind.",
 )
-.labelled(&[label("event", &["oom_kill", "reap", "livelock", "reclaimed"])]);
+.labelled(&[label(
+    "event",
+    &["oom_kill", "reap", "livelock", "reclaimed"],
+)]);
 pub const KERNEL_EVENTS_DROPPED: Metric = counter(
     "oomlab_kernel_events_dropped_total",
     Unit::Count,
@@ -507,7 +510,15 @@ mod tests {
                 ),
                 u => panic!("{}: unit {u:?} is not a base unit", m.name),
             }
-            for bad in ["_ms", "_milliseconds", "_kib", "_mib", "_pages", "pid", "tid"] {
+            for bad in [
+                "_ms",
+                "_milliseconds",
+                "_kib",
+                "_mib",
+                "_pages",
+                "pid",
+                "tid",
+            ] {
                 assert!(!m.name.contains(bad), "{}: {bad}", m.name);
             }
             assert!(!m.help.is_empty(), "{}: no help", m.name);
@@ -523,7 +534,11 @@ mod tests {
                 m.name
             );
             for l in m.labels {
-                assert!(!["pid", "tid", "comm", "le"].contains(&l.name), "{}", m.name);
+                assert!(
+                    !["pid", "tid", "comm", "le"].contains(&l.name),
+                    "{}",
+                    m.name
+                );
                 assert!(!l.values().is_empty(), "{}: {}", m.name, l.name);
             }
         }
@@ -532,7 +547,11 @@ mod tests {
     #[test]
     fn rwsem_buckets_are_the_ones_the_tasks_count_into() {
         assert_eq!(RWSEM_WAIT.buckets.len(), mm::mmap_lock::WAIT_BUCKETS - 1);
-        for (s, ns) in RWSEM_WAIT.buckets.iter().zip(mm::mmap_lock::WAIT_BUCKETS_NS) {
+        for (s, ns) in RWSEM_WAIT
+            .buckets
+            .iter()
+            .zip(mm::mmap_lock::WAIT_BUCKETS_NS)
+        {
             assert_eq!(*s, ns as f64 / 1e9);
         }
     }

@@ -29,7 +29,10 @@ fn rate(m: &Metric) -> String {
     format!("sum by (instance) (rate({}[$__rate_interval]))", sel(m))
 }
 fn rate_by(m: &Metric, by: &str) -> String {
-    format!("sum by (instance, {by}) (rate({}[$__rate_interval]))", sel(m))
+    format!(
+        "sum by (instance, {by}) (rate({}[$__rate_interval]))",
+        sel(m)
+    )
 }
 /// The total over the dashboard's time range.
 fn increase_range(m: &Metric) -> String {
@@ -591,9 +594,9 @@ pub fn metric_names(expr: &str) -> Vec<String> {
             end += 1;
         }
         let word = &expr[start..end];
-        let hist = c::ALL.iter().find(|m| {
-            m.kind == c::Kind::Histogram && m.series().iter().any(|s| s == word)
-        });
+        let hist = c::ALL
+            .iter()
+            .find(|m| m.kind == c::Kind::Histogram && m.series().iter().any(|s| s == word));
         out.push(hist.map_or(word.to_string(), |m| m.name.to_string()));
         i = end;
     }
@@ -707,7 +710,10 @@ mod tests {
             .collect();
         let declared: BTreeSet<String> = c::ALL.iter().map(|m| m.name.to_string()).collect();
         let undeclared: Vec<&String> = used.difference(&declared).collect();
-        assert!(undeclared.is_empty(), "panels name undeclared metrics: {undeclared:?}");
+        assert!(
+            undeclared.is_empty(),
+            "panels name undeclared metrics: {undeclared:?}"
+        );
         for m in c::ALL {
             match m.shown {
                 c::Shown::Panel => assert!(used.contains(m.name), "{} is in no panel", m.name),
@@ -758,10 +764,16 @@ mod tests {
         let d = committed();
         assert_eq!(d["uid"], UID);
         assert!(d["schemaVersion"].as_u64().unwrap() >= 39);
-        assert!(d.get("__inputs").is_none(), "no __inputs: import without a prompt");
+        assert!(
+            d.get("__inputs").is_none(),
+            "no __inputs: import without a prompt"
+        );
         let vars = d["templating"]["list"].as_array().unwrap();
         let ds = vars.iter().find(|v| v["name"] == "datasource").unwrap();
-        assert_eq!((ds["type"].as_str(), ds["query"].as_str()), (Some("datasource"), Some("prometheus")));
+        assert_eq!(
+            (ds["type"].as_str(), ds["query"].as_str()),
+            (Some("datasource"), Some("prometheus"))
+        );
         let rows: Vec<&str> = d["panels"]
             .as_array()
             .unwrap()
@@ -769,7 +781,13 @@ mod tests {
             .filter(|p| p["type"] == "row")
             .map(|p| p["title"].as_str().unwrap())
             .collect();
-        for want in ["Memory", "OOM killer and oom_reaper", "Livelocks", "mmap_lock waits", "Throughput"] {
+        for want in [
+            "Memory",
+            "OOM killer and oom_reaper",
+            "Livelocks",
+            "mmap_lock waits",
+            "Throughput",
+        ] {
             assert!(rows.contains(&want), "no row {want}: {rows:?}");
         }
         let mut ids = BTreeSet::new();

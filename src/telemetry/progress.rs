@@ -16,7 +16,9 @@ pub const PLAIN_EVERY: Duration = Duration::from_secs(5);
 enum Out {
     Bar(ProgressBar),
     /// When the last line was printed (the first comes after [`PLAIN_EVERY`]).
-    Plain { last: Instant },
+    Plain {
+        last: Instant,
+    },
 }
 
 /// The progress display of one run.

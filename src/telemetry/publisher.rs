@@ -169,7 +169,8 @@ impl Handles {
             munmap_calls: counter(&c::MUNMAP_CALLS, &[]),
             memory_total: gauge(&c::MEMORY_TOTAL, &[]),
             memory_free: gauge(&c::MEMORY_FREE, &[]),
-            memory: ["free", "pcp", "allocated", "mapped"].map(|s| gauge(&c::MEMORY, &[("state", s)])),
+            memory: ["free", "pcp", "allocated", "mapped"]
+                .map(|s| gauge(&c::MEMORY, &[("state", s)])),
             alloc_slowpath: counter(&c::ALLOC_SLOWPATH, &[]),
             alloc_slowpath_results: ["success", "failure"]
                 .map(|r| counter(&c::ALLOC_SLOWPATH_RESULTS, &[("result", r)])),
@@ -258,7 +259,8 @@ impl Publisher {
         .set(1.0);
         gauge(&c::RUN_BOUND, &[]).set(run.bound_ns as f64 / 1e9);
         let h = Handles::new();
-        h.memory_total.set(k.pool.total_pages() as f64 * PAGE_SIZE as f64);
+        h.memory_total
+            .set(k.pool.total_pages() as f64 * PAGE_SIZE as f64);
         h.run_finished.set(0.0);
         Publisher {
             events,
@@ -295,7 +297,8 @@ impl Publisher {
             .absolute(s.alloc.get(AllocStat::SlowpathEntries));
         h.alloc_slowpath_results[0].absolute(s.alloc.get(AllocStat::SlowpathSuccess));
         h.alloc_slowpath_results[1].absolute(s.alloc.get(AllocStat::SlowpathFail));
-        h.tasks_waiting_for_memory.set(s.alloc.nr_in_slowpath as f64);
+        h.tasks_waiting_for_memory
+            .set(s.alloc.nr_in_slowpath as f64);
         h.oom_invocations.absolute(s.oom.invocations);
         h.oom_aborted.absolute(s.oom.aborts);
         h.oom_kills.absolute(s.oom.kills);
@@ -304,10 +307,10 @@ impl Publisher {
         h.sysrq_kills.absolute(s.oom.sysrq_kills);
         h.oom_victims_pending.set(s.victims_pending as f64);
         h.reaper_attempts.absolute(s.reaper.attempts);
-        for (c, n) in h
-            .reaper_results
-            .iter()
-            .zip([s.reaper.reaped, s.reaper.gave_up, s.reaper.skipped])
+        for (c, n) in
+            h.reaper_results
+                .iter()
+                .zip([s.reaper.reaped, s.reaper.gave_up, s.reaper.skipped])
         {
             c.absolute(n);
         }
