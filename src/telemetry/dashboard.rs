@@ -581,6 +581,53 @@ pub fn panel_list() -> Vec<String> {
         .collect()
 }
 
+/// The metric list for the README: a table of every metric of the catalog.
+pub fn metric_list() -> Vec<String> {
+    let mut out = vec![
+        "| metric | type | labels | meaning |".to_string(),
+        "|---|---|---|---|".to_string(),
+    ];
+    for m in c::ALL {
+        let labels: Vec<String> = m
+            .labels
+            .iter()
+            .map(|l| match l.values {
+                // Described, not listed: the list follows the knobs and the version.
+                c::Values::Knob(k) => format!("`{}`: the `--{k}` choices", l.name),
+                c::Values::Version => format!("`{}`: oomlab's version", l.name),
+                _ => format!("`{}`: {}", l.name, l.values().join("\\|")),
+            })
+            .collect();
+        let kind = match m.kind {
+            c::Kind::Counter => "counter",
+            c::Kind::Gauge => "gauge",
+            c::Kind::Histogram => "histogram",
+        };
+        let shown = match m.shown {
+            c::Shown::Panel => String::new(),
+            c::Shown::Not(why) => format!(" (not on the dashboard: {why})"),
+        };
+        out.push(format!(
+            "| `{}` | {kind} | {} | {}{shown} |",
+            m.name,
+            labels.join("; "),
+            m.help
+        ));
+    }
+    out
+}
+
+/// `text` with the lines between `<!-- {tag}:begin -->` and `<!-- {tag}:end -->` replaced.
+pub fn splice(text: &str, tag: &str, lines: &[String]) -> Option<String> {
+    let begin = format!("<!-- {tag}:begin -->\n");
+    let end = format!("<!-- {tag}:end -->");
+    let a = text.find(&begin)? + begin.len();
+    let b = a + text[a..].find(&end)?;
+    let mut body = lines.join("\n");
+    body.push('\n');
+    Some(format!("{}{body}{}", &text[..a], &text[b..]))
+}
+
 /// Every `oomlab_*` metric name in `expr` (histogram series suffixes stripped to the
 /// histogram's name when the catalog declares it so).
 pub fn metric_names(expr: &str) -> Vec<String> {
@@ -692,6 +739,25 @@ mod tests {
     }
 
     /// The committed dashboard (what is being written, while `UPDATE_DASHBOARDS` rewrites it).
+    /// The README's panel and metric lists are generated too.
+    #[test]
+    fn readme_lists_are_generated() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want = splice(&text, "panels", &panel_list())
+            .and_then(|t| splice(&t, "metrics", &metric_list()))
+            .expect("README.md has the panels and metrics markers");
+        if std::env::var_os("UPDATE_DASHBOARDS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        } else {
+            assert!(
+                text == want,
+                "README.md's panel or metric list is stale; regenerate with: \
+                 UPDATE_DASHBOARDS=1 cargo test -p oomlab dashboard"
+            );
+        }
+    }
+
     fn committed() -> Value {
         if std::env::var_os("UPDATE_DASHBOARDS").is_some() {
             return dashboard();
