@@ -9,8 +9,8 @@
 //! and sums: [`crate::mmap_lock::MmapLockWait`]).
 
 /// Declare an event list: `per_task_events!(Enum, Counters, NR, count_fn, task_field; /// doc
-/// Variant => "name", ...)`, or with `task_field, slots = N;` for `N` counters per event
-/// (`count_fn(event, slot, n)`).
+/// Variant => "name", ...)`, or `per_task_events!(Enum, Counters, NR, slots = N; ...)` for `N`
+/// counters per event (the caller adds to its task's set with `add_local_at`).
 macro_rules! per_task_events {
     (
         $(#[doc = $edoc:literal])* $event:ident,
@@ -47,7 +47,7 @@ macro_rules! per_task_events {
     (
         $(#[doc = $edoc:literal])* $event:ident,
         $(#[doc = $cdoc:literal])* $counters:ident,
-        $nr:ident, $count:ident, $field:ident, slots = $slots:expr;
+        $nr:ident, slots = $slots:expr;
         $($(#[doc = $doc:literal])* $name:ident => $kname:literal,)*
     ) => {
         crate::events::per_task_events!(@list
@@ -67,17 +67,6 @@ macro_rules! per_task_events {
                 assert!(slot < $slots, "slot {slot} out of range");
                 self.0[ev as usize * $slots + slot].load(std::sync::atomic::Ordering::Relaxed)
             }
-        }
-
-        /// Count `n` into counter `slot` of `ev` for the current task; a no-op outside emulated
-        /// tasks.
-        #[inline]
-        pub(crate) fn $count(ev: $event, slot: usize, n: u64) {
-            crate::sched::with_current_opt(|t| {
-                if let Some(t) = t {
-                    t.$field().add_local_at(ev, slot, n)
-                }
-            })
         }
     };
     (@list

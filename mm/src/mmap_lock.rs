@@ -62,7 +62,7 @@ crate::events::per_task_events! {
     /// The `mmap_lock` wait histograms of one task (or folded totals): per kind,
     /// [`WAIT_SLOTS`] counters.
     MmapLockWaits,
-    NR_MMAP_LOCK_WAITS, count_wait, mmap_lock_waits, slots = WAIT_SLOTS;
+    NR_MMAP_LOCK_WAITS, slots = WAIT_SLOTS;
     /// `mmap_read_lock()`: `down_read`, TASK_UNINTERRUPTIBLE (faults before v6.5, remote
     /// access, `exit_mmap`).
     ReadUninterruptible => "read_uninterruptible",
@@ -157,34 +157,31 @@ impl WaitHistogram {
     }
 }
 
-/// The current task's (sleeps of `kind`'s operation, rwsem_wait_ns) lock events.
-#[inline]
-fn wait_marks(kind: MmapLockWait) -> Option<(u64, u64)> {
-    sched::with_current_opt(|t| {
-        t.map(|t| {
-            let ev = t.lock_events();
-            (ev.get(kind.sleep_event()), ev.get(LockEvent::RwsemWaitNs))
-        })
-    })
-}
-
 /// Run the blocking acquisition `acquire` and, if it slept, count the wait into the current
 /// task's histogram of `kind` (the rwsem's slow path times its own sleep; see the module).
+/// One look-up of `current` for the whole call: the task outlives its own lock call.
 #[inline]
 fn counting_wait<T>(kind: MmapLockWait, acquire: impl FnOnce() -> T) -> T {
-    let before = wait_marks(kind);
-    let r = acquire();
-    if let (Some((sleeps0, ns0)), Some((sleeps1, ns1))) = (before, wait_marks(kind)) {
+    sched::with_current_opt(|t| {
+        let Some(t) = t else {
+            return acquire();
+        };
+        let ev = t.lock_events();
+        let marks = || (ev.get(kind.sleep_event()), ev.get(LockEvent::RwsemWaitNs));
+        let (sleeps0, ns0) = marks();
+        let r = acquire();
+        let (sleeps1, ns1) = marks();
         if sleeps1 != sleeps0 || ns1 != ns0 {
             let ns = ns1.wrapping_sub(ns0);
             let b = wait_bucket(ns);
             // The sum before the count: a reader that sees the count (snapshots read counts
             // first) sees the sum too.
-            count_wait(kind, WAIT_BUCKETS + b, ns);
-            count_wait(kind, b, 1);
+            let waits = t.mmap_lock_waits();
+            waits.add_local_at(kind, WAIT_BUCKETS + b, ns);
+            waits.add_local_at(kind, b, 1);
         }
-    }
-    r
+        r
+    })
 }
 
 fn lock_id(mm: &MmStruct) -> usize {
