@@ -286,30 +286,33 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
     );
 
     // 3. /metrics during the run: promtool finds nothing to say; counters never go back.
+    let promtool_check = |body: &str| {
+        let mut c = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "promtool check metrics: {said}\n{body}"
+        );
+    };
     let mut scrapes = Vec::new();
     let mut checked = false;
     while done_rx.try_recv().is_err() {
         let (status, body) = http_get(metrics_addr, "/metrics").expect("scraping /metrics");
         assert_eq!(status, 200);
         if !checked {
-            let mut c = Command::new(&promtool)
-                .args(["check", "metrics"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-            let out = c.wait_with_output().unwrap();
-            let said = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                out.status.success() && said.trim().is_empty(),
-                "promtool check metrics: {said}\n{body}"
-            );
+            promtool_check(&body);
             checked = true;
         }
         scrapes.push(body);
@@ -319,6 +322,8 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
     assert!(checked, "the run ended before /metrics could be checked");
     let summary = summary.lock().unwrap().clone();
     let (_, final_body) = http_get(metrics_addr, "/metrics").unwrap();
+    // Again with every histogram filled.
+    promtool_check(&final_body);
     scrapes.push(final_body.clone());
     let cumulative = cumulative_series(&final_body);
     assert!(cumulative.len() > 20, "{final_body}");
