@@ -74,6 +74,11 @@ fn subcommand_help_shows_the_flags_and_exit_statuses() {
                 "--executor",
                 "--seed",
                 "--duration",
+                "--metrics-addr",
+                "--no-metrics",
+                "--metrics-linger",
+                "--json",
+                "--quiet",
             ][..],
         ),
         (

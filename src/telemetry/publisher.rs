@@ -238,22 +238,25 @@ impl Publisher {
             .subscribe(EVENT_CAPACITY)
             .expect("one publisher per machine");
         let cfg = &k.cfg;
-        let knob = |name: &str| {
-            reaper::knobs::find(name)
-                .unwrap_or_else(|| panic!("no knob --{name}"))
-                .get(cfg)
+        // The machine's value of an enumerated knob, as its declared choice.
+        let knob = |name: &str| -> &'static str {
+            let def = reaper::knobs::find(name).unwrap_or_else(|| panic!("no knob --{name}"));
+            let value = def.get(cfg);
+            def.choices
+                .iter()
+                .map(|(v, _)| *v)
+                .find(|v| *v == value)
+                .unwrap_or_else(|| panic!("--{name} {value} is not one of its choices"))
         };
-        // Label values must be 'static: the knob values are leaked once per run.
-        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         gauge(
             &c::BUILD_INFO,
             &[
                 ("version", env!("CARGO_PKG_VERSION")),
                 ("executor", run.executor),
-                ("write_lock", leak(knob("write-lock"))),
-                ("read_lock", leak(knob("read-lock"))),
-                ("rwsem_model", leak(knob("rwsem-model"))),
-                ("reaper", leak(knob("reaper"))),
+                ("write_lock", knob("write-lock")),
+                ("read_lock", knob("read-lock")),
+                ("rwsem_model", knob("rwsem-model")),
+                ("reaper", knob("reaper")),
             ],
         )
         .set(1.0);
