@@ -341,7 +341,14 @@ fn a_real_prometheus_scrapes_the_run_and_every_dashboard_query_answers() {
 
     // 4. Prometheus has scraped the final values.
     let prom = Prometheus { addr: web };
+    let prom_log = tmp.0.join("prometheus.log");
     wait_for("Prometheus ready", || {
+        if let Some(st) = procs.0[1].try_wait().unwrap() {
+            panic!(
+                "prometheus exited ({st}):\n{}",
+                std::fs::read_to_string(&prom_log).unwrap_or_default()
+            );
+        }
         http_get(web, "/-/ready").ok().filter(|(s, _)| *s == 200)
     });
     wait_for("a scrape of the finished run", || {
