@@ -85,6 +85,29 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub log: Option<std::path::PathBuf>,
 
+    /// Serve Prometheus metrics on http://ADDR/metrics while the run goes (IP:PORT; port 0:
+    /// a free port, printed on stderr).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = parse_socket_addr)]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Serve no metrics.
+    #[arg(long, conflicts_with_all = ["metrics_addr", "metrics_linger"])]
+    pub no_metrics: bool,
+
+    /// Keep serving the final metrics this long after the summary (so that a scraper sees
+    /// the end of a short run).
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    pub metrics_linger: Duration,
+
+    /// Write the summary as one JSON object to PATH (written whole at the end: a temporary
+    /// file renamed into place).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<std::path::PathBuf>,
+
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+
     #[command(flatten)]
     pub kernel: KernelArgs,
 }
@@ -357,6 +380,16 @@ pub enum Executor {
     Sim,
 }
 
+impl Executor {
+    /// The flag's value: `threads` or `sim`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Executor::Threads => "threads",
+            Executor::Sim => "sim",
+        }
+    }
+}
+
 /// A byte count given on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bytes(pub u64);
@@ -448,6 +481,13 @@ pub fn parse_seed(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("expected a whole number from 0 to {}", u64::MAX))
 }
 
+/// `--metrics-addr`: an IP address and a port.
+pub fn parse_socket_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        "expected IP:PORT, e.g. 127.0.0.1:9464 or [::1]:9464 (port 0: any free port)".to_string()
+    })
+}
+
 /// `DURATION` ([`reaper::units`]).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     units::parse_duration(s)
@@ -517,6 +557,34 @@ mod tests {
         assert_eq!(a.executor, Executor::Threads);
         assert_eq!(a.kernel, KernelArgs::default(), "no knob given");
         assert_eq!(a.duration, Duration::from_secs(60));
+        assert_eq!(
+            a.metrics_addr.to_string(),
+            "127.0.0.1:9464",
+            "loopback by default"
+        );
+        assert!(!a.no_metrics && !a.quiet && a.json.is_none());
+        assert_eq!(a.metrics_linger, Duration::ZERO);
+    }
+
+    #[test]
+    fn metrics_flags() {
+        let run = |args: &[&str]| {
+            Cli::try_parse_from(["oomlab", "run"].iter().chain(args)).map(|c| match c.command {
+                Command::Run(a) => a,
+                _ => panic!("not run"),
+            })
+        };
+        let a = run(&["--metrics-addr", "[::1]:0", "--metrics-linger", "15s", "-q"]).unwrap();
+        assert_eq!(a.metrics_addr.to_string(), "[::1]:0");
+        assert_eq!(a.metrics_linger, Duration::from_secs(15));
+        assert!(a.quiet);
+        assert!(run(&["--no-metrics"]).unwrap().no_metrics);
+        let e = run(&["--metrics-addr", "localhost"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--metrics-addr") && e.contains("IP:PORT"), "{e}");
+        assert!(run(&["--no-metrics", "--metrics-addr", "127.0.0.1:1"]).is_err());
+        assert!(run(&["--no-metrics", "--metrics-linger", "1s"]).is_err());
     }
 
     #[test]

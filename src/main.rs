@@ -1,16 +1,17 @@
 //! `oomlab`: the binary. Parses the command line in two stages (cli.rs: raw flags; plan.rs:
 //! a validated plan), turns it into work on the library crates (run.rs: `oomlab run`; here:
-//! `oomlab scenario`), and does all of the project's I/O: terminal output today; files, the
-//! metrics endpoint and reports as later issues land.
+//! `oomlab scenario`), and does all of the project's I/O: terminal output, the kernel log and
+//! JSON files, the metrics endpoint and the progress line (telemetry/).
 
 mod bench;
 mod cli;
 mod host;
 mod plan;
 mod run;
+mod telemetry;
 mod watch;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{Cli, Command, RunArgs, ScenarioArgs};
 use loadgen::report::Report;
@@ -120,9 +121,17 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> Result<u8> {
-    let plan = plan::run(args)?;
+    let mut plan = plan::run(args)?;
     let r = run::run(&plan)?;
-    finish_report(&r, &r.summary())
+    let code = finish_report(&r, &r.summary())?;
+    if let Some(target) = plan.json.take() {
+        let path = target.path().display().to_string();
+        target
+            .commit(&format!("{}\n", r.json()))
+            .with_context(|| format!("writing --json {path}"))?;
+    }
+    run::linger(&plan);
+    Ok(code)
 }
 
 fn scenario(args: &ScenarioArgs) -> Result<u8> {

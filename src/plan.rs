@@ -33,6 +33,71 @@ pub struct RunPlan {
     pub run: RunConfig,
     /// Where `--log` writes the kernel log.
     pub log: Option<LogTarget>,
+    /// Where the metrics are served (`--metrics-addr`; `None`: `--no-metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics-linger`.
+    pub metrics_linger: Duration,
+    /// Where `--json` writes the summary.
+    pub json: Option<JsonTarget>,
+    /// `--quiet`: no progress line.
+    pub quiet: bool,
+}
+
+/// `--json PATH`: a temporary file beside PATH, created before the run (so that a path that
+/// cannot be written is a usage error before anything starts), renamed onto PATH once the
+/// JSON is written whole; removed if the run never gets there.
+#[derive(Debug)]
+pub struct JsonTarget {
+    path: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl JsonTarget {
+    fn create(path: &std::path::Path) -> Result<JsonTarget, UsageError> {
+        let bad = |why: String| UsageError(format!("--json {}: {why}", path.display()));
+        if path.is_dir() {
+            return Err(bad("is a directory; give a file path".into()));
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| bad("give a file path".into()))?
+            .to_string_lossy();
+        let tmp = path.with_file_name(format!(".{name}.oomlab-{}.tmp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| bad(format!("cannot write a file there: {e}")))?;
+        Ok(JsonTarget {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(file),
+        })
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Write `text` to the temporary file, flush it to disk and rename it onto the path.
+    pub fn commit(mut self, text: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = self.file.take().expect("committed once");
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&self.tmp, &self.path)
+    }
+}
+
+impl Drop for JsonTarget {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// `--log PATH` (created, or truncated, before the run starts) or `--log -`.
@@ -156,9 +221,14 @@ pub fn run(a: &RunArgs) -> Result<RunPlan, UsageError> {
         host::check_threads_fit(u64::from(a.threads), load.tasks() + 3)?;
     }
     let log = a.log.as_deref().map(log_target).transpose()?;
+    let json = a.json.as_deref().map(JsonTarget::create).transpose()?;
     Ok(RunPlan {
         executor: a.executor,
         log,
+        metrics: (!a.no_metrics).then_some(a.metrics_addr),
+        metrics_linger: a.metrics_linger,
+        json,
+        quiet: a.quiet,
         run: RunConfig {
             machine,
             load,
@@ -338,6 +408,38 @@ mod tests {
                 .livelock_window_ns(),
             30 * SEC
         );
+    }
+
+    #[test]
+    fn json_paths_are_checked_before_the_run_and_written_whole() {
+        let dir = std::env::temp_dir().join(format!("oomlab-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out.json");
+        let p = run_plan(&["--json", out.to_str().unwrap()]);
+        let target = p.json.expect("a target");
+        assert!(!out.exists(), "nothing at the path before the end");
+        target.commit("{}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "{}\n");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("out.json")]);
+        // Abandoned: the temporary file goes.
+        drop(run_plan(&["--json", dir.join("b.json").to_str().unwrap()]));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        for (path, why) in [
+            (dir.clone(), "is a directory"),
+            (dir.join("no/such/dir/x.json"), "cannot write a file there"),
+        ] {
+            let cli = Cli::try_parse_from(["oomlab", "run", "--json", path.to_str().unwrap()]);
+            let Command::Run(a) = cli.unwrap().command else {
+                panic!("not run")
+            };
+            let e = run(&a).unwrap_err().to_string();
+            assert!(e.starts_with("--json ") && e.contains(why), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,11 +5,18 @@
 //! SIGINT, SIGTERM and SIGHUP end the run early: the handler only records the signal; the
 //! driver sees it, stops the load, winds it down and reports within 2 s (exit status
 //! 128 + the signal). The same signal again while that happens exits at once.
+//!
+//! Before the machine boots, the metrics exporter starts listening (`--metrics-addr`: an
+//! address it cannot listen on is a usage error before anything starts); after the boot the
+//! watcher (`watch.rs`) publishes the metrics and the progress line beside the run.
 
 use crate::cli::Executor;
 use crate::plan::RunPlan;
-use crate::watch::Watcher;
+use crate::telemetry::progress::Progress;
+use crate::telemetry::publisher::{Publisher, RunInfo};
+use crate::watch::{Watch, Watcher};
 use anyhow::{Context, Result};
+use std::io::IsTerminal;
 
 use loadgen::load::LoadRun;
 use loadgen::report::Report;
@@ -42,6 +49,10 @@ fn catch_signals() -> Result<()> {
 /// Run the plan and return its report.
 pub fn run(plan: &RunPlan) -> Result<Report> {
     catch_signals()?;
+    if let Some(addr) = plan.metrics {
+        let at = crate::telemetry::serve(addr)?;
+        eprintln!("oomlab: serving metrics at http://{at}/metrics");
+    }
     Ok(match plan.executor {
         Executor::Threads => drive(
             LoadRun::boot(ThreadsExecutor::new(ThreadsConfig::default()), &plan.run)?,
@@ -64,13 +75,36 @@ pub fn run(plan: &RunPlan) -> Result<Report> {
 
 /// Run a booted machine with its watcher beside it.
 fn drive<E: mm::sched::Executor>(r: LoadRun<E>, plan: &RunPlan) -> Result<Report> {
-    let watcher = plan
-        .log
-        .as_ref()
-        .map(|sink| Watcher::start(r.kernel().log.clone(), sink.open()));
+    let k = r.kernel();
+    let watch = Watch {
+        log: plan.log.as_ref().map(|sink| sink.open()),
+        publisher: plan.metrics.map(|_| {
+            Publisher::new(
+                k,
+                &RunInfo {
+                    executor: plan.executor.name(),
+                    bound_ns: plan.run.duration_ns,
+                },
+            )
+        }),
+        progress: (!plan.quiet).then(|| {
+            Progress::new(
+                std::io::stderr().is_terminal(),
+                plan.run.duration_ns,
+                plan.run.machine.memory_bytes,
+            )
+        }),
+    };
+    let watcher = Watcher::start(k.clone(), r.clock(), watch);
     let report = r.run(&INTERRUPT);
-    if let Some(w) = watcher {
-        w.finish().context("writing the kernel log (--log)")?;
-    }
+    watcher.finish().context("writing the kernel log (--log)")?;
     Ok(report)
+}
+
+/// After the summary: keep serving the final metrics for `--metrics-linger` (a signal ends
+/// it early).
+pub fn linger(plan: &RunPlan) {
+    if plan.metrics.is_some() && !plan.metrics_linger.is_zero() {
+        crate::telemetry::linger(plan.metrics_linger, &INTERRUPT);
+    }
 }

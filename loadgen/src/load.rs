@@ -749,6 +749,17 @@ impl<E: Executor> LoadRun<E> {
         &self.load
     }
 
+    /// The executor's clock (the load starts at about its value now, when [`LoadRun::run`]
+    /// is called), readable from a watching host thread.
+    pub fn clock(&self) -> mm::sched::Clock {
+        self.machine.clock()
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &RunConfig {
+        &self.rc
+    }
+
     /// Run the load within the bound and report. `interrupt` holds the number of a signal
     /// that asks the run to end early (0: none); it is looked at as the run goes.
     pub fn run(mut self, interrupt: &AtomicI32) -> Report {

@@ -7,6 +7,7 @@
 //! after, which matters when thousands of trials run in one process.
 
 use crate::load::LoadReport;
+use mm::mmap_lock::{MmapLockWait, WaitHistogram, NR_MMAP_LOCK_WAITS, WAIT_SLOTS};
 use mm::page_alloc::FrameAccounting;
 use reaper::machine::{secs, Checks, Finished, MachineConfig, Verdict};
 use reaper::watchdog::LivelockReport;
@@ -47,6 +48,21 @@ pub struct OomFigures {
     pub sysrq_kills: u64,
 }
 
+impl OomFigures {
+    /// The OOM killer's counters now.
+    pub fn of(oom: &reaper::oom_kill::Oom) -> Self {
+        let st = oom.stats();
+        OomFigures {
+            kills: ld(&st.oom_kill),
+            invocations: ld(&st.calls),
+            sharer_kills: ld(&st.sharer_kills),
+            self_marked: ld(&st.self_marked),
+            aborts: ld(&st.aborts),
+            sysrq_kills: ld(&st.sysrq_kills),
+        }
+    }
+}
+
 /// oom_reaper figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReaperFigures {
@@ -56,6 +72,20 @@ pub struct ReaperFigures {
     /// Victims already `MMF_OOM_SKIP` (exit got there first).
     pub skipped: u64,
     pub pages_reaped: u64,
+}
+
+impl ReaperFigures {
+    /// The oom_reaper's counters now.
+    pub fn of(r: &reaper::oom_reaper::ReaperQueue) -> Self {
+        let s = r.stats();
+        ReaperFigures {
+            attempts: ld(&s.attempts),
+            reaped: ld(&s.reaped),
+            gave_up: ld(&s.gave_up),
+            skipped: ld(&s.skipped),
+            pages_reaped: ld(&s.pages_reaped),
+        }
+    }
 }
 
 /// One OOM victim.
@@ -114,6 +144,10 @@ pub struct Report {
     pub log: Vec<String>,
     /// `/proc/vmstat`-style event totals of the machine ([`mm::vmstat::VmEvent`] order).
     pub vm_events: [u64; mm::vmstat::NR_VM_EVENTS],
+    /// Lock event totals ([`mm::locking::lock_events::LockEvent`] order).
+    pub lock_events: [u64; mm::locking::lock_events::NR_LOCK_EVENTS],
+    /// `mmap_lock` wait histograms of the machine ([`WaitHistogram::of`] reads one kind).
+    pub mmap_lock_waits: [u64; NR_MMAP_LOCK_WAITS * WAIT_SLOTS],
 }
 
 fn ld(a: &AtomicU64) -> u64 {
@@ -135,7 +169,6 @@ impl Report {
         wall_ns: Option<u64>,
     ) -> Report {
         let k = &f.kernel;
-        let st = k.oom.stats();
         let (livelocks, stalled_episodes, livelock_chains) = match &k.watchdog {
             Some(w) => (
                 ld(&w.stats().livelocks),
@@ -175,24 +208,8 @@ impl Report {
             end_ns: f.end_ns,
             wall_ns,
             panic_message: k.panicked(),
-            oom: OomFigures {
-                kills: ld(&st.oom_kill),
-                invocations: ld(&st.calls),
-                sharer_kills: ld(&st.sharer_kills),
-                self_marked: ld(&st.self_marked),
-                aborts: ld(&st.aborts),
-                sysrq_kills: ld(&st.sysrq_kills),
-            },
-            reaper: k.reaper.as_ref().map(|r| {
-                let s = r.stats();
-                ReaperFigures {
-                    attempts: ld(&s.attempts),
-                    reaped: ld(&s.reaped),
-                    gave_up: ld(&s.gave_up),
-                    skipped: ld(&s.skipped),
-                    pages_reaped: ld(&s.pages_reaped),
-                }
-            }),
+            oom: OomFigures::of(&k.oom),
+            reaper: k.reaper.as_deref().map(ReaperFigures::of),
             livelocks,
             stalled_episodes,
             livelock_chains,
@@ -224,6 +241,8 @@ impl Report {
             survivors,
             log: k.log.lines().iter().map(|l| l.to_string()).collect(),
             vm_events: k.tasks.vm_events(),
+            lock_events: k.tasks.lock_events(),
+            mmap_lock_waits: k.tasks.mmap_lock_waits(),
             verdict: f.verdict,
         }
     }
@@ -231,6 +250,16 @@ impl Report {
     /// One VM event total.
     pub fn vm_event(&self, ev: mm::vmstat::VmEvent) -> u64 {
         self.vm_events[ev as usize]
+    }
+
+    /// One lock event total.
+    pub fn lock_event(&self, ev: mm::locking::lock_events::LockEvent) -> u64 {
+        self.lock_events[ev as usize]
+    }
+
+    /// The histogram of one kind of `mmap_lock` wait.
+    pub fn mmap_lock_wait(&self, kind: MmapLockWait) -> WaitHistogram {
+        WaitHistogram::of(&self.mmap_lock_waits, kind)
     }
 
     /// Killed victims.
@@ -288,7 +317,57 @@ impl Report {
         if self.victims_dropped > 0 {
             v["victims_dropped"] = json!(self.victims_dropped);
         }
+        if let Workload::Run { load, .. } = &self.workload {
+            self.add_run_keys(&mut v, load);
+        }
         v
+    }
+
+    /// `oomlab run --json`: the run's figures on top of the shared keys. Kill → reclaim
+    /// becomes `{count, p50, p99, max}` in ms (nearest rank over every killed victim whose
+    /// memory came back: a long run has thousands); `log` is left out (`--log` streams it);
+    /// `rwsem_wait_seconds` has the `mmap_lock` waits that slept, by op and wait kind, with
+    /// percentiles estimated from the histogram's buckets as Prometheus'
+    /// `histogram_quantile()` does.
+    fn add_run_keys(&self, v: &mut Value, l: &LoadReport) {
+        use mm::vmstat::VmEvent;
+        let mut k2r = self.kill_to_reclaim_ns.clone();
+        k2r.sort_unstable();
+        let ms = |ns: Option<&u64>| ns.map(|&ns| ns as f64 / 1e6);
+        v["kill_to_reclaim_ms"] = json!({
+            "count": k2r.len(),
+            "p50": ms(nearest_rank(&k2r, 0.50)),
+            "p99": ms(nearest_rank(&k2r, 0.99)),
+            "max": ms(k2r.last()),
+        });
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("log");
+        }
+        v["duration_s"] = json!(l.wound_down_at_ns.saturating_sub(l.started_at_ns) as f64 / 1e9);
+        v["faults"] = json!(self.vm_event(VmEvent::Pgfault));
+        v["mmaps"] = json!(self.vm_event(VmEvent::MmapCalls));
+        v["munmaps"] = json!(self.vm_event(VmEvent::MunmapCalls));
+        let mut waits = serde_json::Map::new();
+        for &kind in MmapLockWait::ALL {
+            let h = self.mmap_lock_wait(kind);
+            let s = |q: f64| h.quantile_ns(q).map(|ns| ns / 1e9);
+            let entry = waits
+                .entry(kind.op())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("an object");
+            entry.insert(
+                kind.wait().to_string(),
+                json!({
+                    "count": h.count(),
+                    "sum": h.sum_ns() as f64 / 1e9,
+                    "p50": s(0.50),
+                    "p90": s(0.90),
+                    "p99": s(0.99),
+                }),
+            );
+        }
+        v["rwsem_wait_seconds"] = Value::Object(waits);
     }
 
     /// The summary, line by line.
@@ -533,6 +612,12 @@ pub fn signal_name(signal: i32) -> String {
         15 => "SIGTERM".into(),
         n => format!("signal {n}"),
     }
+}
+
+/// The `q` quantile of `sorted` by the nearest-rank method (`None` when empty).
+pub fn nearest_rank(sorted: &[u64], q: f64) -> Option<&u64> {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1)
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

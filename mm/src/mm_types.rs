@@ -16,7 +16,7 @@ use crate::page_alloc::FramePool;
 use crate::pgtable::{PageTable, PAGE_SIZE, TASK_SIZE};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// rss counter indices (`enum { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES }`).
@@ -286,6 +286,9 @@ pub struct MmStruct {
     torn_down_ns: AtomicU64,
     /// Emulated ns + 1 when the oom_reaper finished reaping it; 0 before.
     reaped_ns: AtomicU64,
+    /// The OOM killer was told that this victim's memory came back
+    /// ([`crate::page_alloc::OomKiller::victim_mm_reclaimed`]).
+    reclaim_reported: AtomicBool,
     /// `mm->total_vm` in pages (updated under the write lock; read without it).
     total_vm: AtomicU64,
 }
@@ -323,6 +326,7 @@ impl MmStruct {
             name,
             torn_down_ns: AtomicU64::new(0),
             reaped_ns: AtomicU64::new(0),
+            reclaim_reported: AtomicBool::new(false),
             total_vm: AtomicU64::new(0),
         })
     }
@@ -396,6 +400,8 @@ impl MmStruct {
             0
         };
         self.torn_down_ns.store(now + 1, Ordering::SeqCst);
+        // Before MMF_TORN_DOWN: until then the OOM killer keeps the victim's live entry.
+        self.report_reclaimed();
         self.set_flag(MMF_TORN_DOWN);
     }
     /// When the oom_reaper finished reaping it (emulated ns), if it did. Emulator
@@ -411,6 +417,16 @@ impl MmStruct {
         let _ = self
             .reaped_ns
             .compare_exchange(0, now_ns + 1, Ordering::SeqCst, Ordering::SeqCst);
+        self.report_reclaimed();
+    }
+    /// Tell the OOM killer, once, that this victim's memory came back (the first of a reap and
+    /// a teardown; an address space that was never an OOM victim is not reported).
+    fn report_reclaimed(&self) {
+        if self.test_flag(MMF_OOM_VICTIM) && !self.reclaim_reported.swap(true, Ordering::SeqCst) {
+            if let Some(k) = self.pool.oom_killer() {
+                k.victim_mm_reclaimed(self);
+            }
+        }
     }
     /// When its memory came back after an OOM kill: the earlier of the oom_reaper's reap and
     /// the end of `exit_mmap()`.

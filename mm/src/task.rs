@@ -137,6 +137,8 @@ pub struct Task {
     pub(crate) rwsem_granted: crate::sync::AtomicBool,
     lock_events: crate::locking::lock_events::LockEvents,
     vm_events: crate::vmstat::VmEvents,
+    /// Histograms of this task's `mmap_lock` waits that slept ([`crate::mmap_lock`]).
+    mmap_lock_waits: crate::mmap_lock::MmapLockWaits,
     /// `task->mm` (None for kernel threads and after `exit_mm`).
     mm: parking_lot::Mutex<Option<Arc<crate::mm_types::MmStruct>>>,
     /// Identity of `task->mm` for lock-free `current->mm == mm` tests.
@@ -188,6 +190,7 @@ impl Task {
             rwsem_granted: crate::sync::AtomicBool::new(false),
             lock_events: Default::default(),
             vm_events: Default::default(),
+            mmap_lock_waits: Default::default(),
             mm: parking_lot::Mutex::new(None),
             mm_ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             rss_cache: std::array::from_fn(|_| std::sync::atomic::AtomicI64::new(0)),
@@ -340,6 +343,10 @@ impl Task {
     /// This task's VM event counters.
     pub fn vm_events(&self) -> &crate::vmstat::VmEvents {
         &self.vm_events
+    }
+    /// This task's `mmap_lock` wait histograms.
+    pub fn mmap_lock_waits(&self) -> &crate::mmap_lock::MmapLockWaits {
+        &self.mmap_lock_waits
     }
     /// Record that this (current) task acquired lock `object_id` (`lock_acquired`).
     pub fn lockdep_acquired(&self, object_id: usize, write: bool) {
@@ -557,6 +564,8 @@ struct TaskListInner {
     retired_events: crate::locking::lock_events::LockEvents,
     /// VM events of exited tasks.
     retired_vm_events: crate::vmstat::VmEvents,
+    /// `mmap_lock` wait histograms of exited tasks.
+    retired_mmap_lock_waits: crate::mmap_lock::MmapLockWaits,
     /// Where the next pid search starts (`idr_next`).
     next_pid: u32,
     /// `pid_max`.
@@ -668,6 +677,7 @@ impl TaskList {
         g.tasks.remove(&t.tid);
         t.lock_events.fold_into(&g.retired_events);
         t.vm_events.fold_into(&g.retired_vm_events);
+        t.mmap_lock_waits.fold_into(&g.retired_mmap_lock_waits);
         let mut threads = t.group.threads.lock();
         threads.retain(|x| x.tid != t.tid);
         if threads.is_empty() {
@@ -683,6 +693,7 @@ impl TaskList {
         for t in g.tasks.values() {
             t.lock_events.fold_into(&g.retired_events);
             t.vm_events.fold_into(&g.retired_vm_events);
+            t.mmap_lock_waits.fold_into(&g.retired_mmap_lock_waits);
         }
         for grp in g.groups.values() {
             grp.threads.lock().clear();
@@ -737,6 +748,20 @@ impl TaskList {
         let mut sum = g.retired_vm_events.snapshot();
         for t in g.tasks.values() {
             for (s, v) in sum.iter_mut().zip(t.vm_events.snapshot()) {
+                *s += v;
+            }
+        }
+        sum
+    }
+    /// `mmap_lock` wait histogram totals ([`crate::mmap_lock::WaitHistogram::of`] reads one
+    /// kind): live tasks plus exited ones.
+    pub fn mmap_lock_waits(
+        &self,
+    ) -> [u64; crate::mmap_lock::NR_MMAP_LOCK_WAITS * crate::mmap_lock::WAIT_SLOTS] {
+        let g = self.inner.lock();
+        let mut sum = g.retired_mmap_lock_waits.snapshot();
+        for t in g.tasks.values() {
+            for (s, v) in sum.iter_mut().zip(t.mmap_lock_waits.snapshot()) {
                 *s += v;
             }
         }

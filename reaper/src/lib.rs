@@ -1,5 +1,6 @@
 //! The OOM killer, the oom_reaper kthread, the kernel log and the livelock watchdog of an
 //! emulated machine. Implements `mm::page_alloc::OomKiller`; depends only on `mm`.
+pub mod events;
 pub mod klog;
 pub mod knobs;
 pub mod machine;

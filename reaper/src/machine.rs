@@ -12,6 +12,7 @@
 //! tasks that never exit, an outright deadlock) are verdicts; the emulator's own (frames not
 //! conserved, frames or tasks left after everything exited) is [`Verdict::EmulatorBug`].
 
+use crate::events::EventStream;
 use crate::klog::KernelLog;
 use crate::oom_kill::{Oom, OomConfig};
 use crate::oom_reaper::{ReaperConfig, ReaperQueue};
@@ -135,6 +136,9 @@ pub struct Kernel {
     pub reaper: Option<Arc<ReaperQueue>>,
     pub watchdog: Option<Arc<Watchdog>>,
     pub tasks: Arc<TaskList>,
+    /// Rare events (OOM kills, reap results, livelocks, kill → reclaim) for a watcher outside
+    /// the machine ([`EventStream::subscribe`]).
+    pub events: Arc<EventStream>,
     kthreads: Vec<Arc<Task>>,
 }
 
@@ -362,15 +366,17 @@ impl<E: Executor> Machine<E> {
         })?;
         let tasks = exec.tasks().clone();
         let log = Arc::new(KernelLog::default());
+        let events = Arc::new(EventStream::default());
         let reaper = cfg
             .reaper()
-            .map(|rc| ReaperQueue::new(rc.clone(), log.clone()));
+            .map(|rc| ReaperQueue::new(rc.clone(), log.clone(), events.clone()));
         let oom = Oom::new(
             cfg.oom.clone(),
             tasks.clone(),
             pool.clone(),
             log.clone(),
             reaper.clone(),
+            events.clone(),
         );
         pool.set_oom_killer(oom.clone() as Arc<dyn OomKiller>);
         let watchdog = cfg
@@ -400,6 +406,7 @@ impl<E: Executor> Machine<E> {
             reaper,
             watchdog,
             tasks,
+            events,
             kthreads,
         });
         Ok(Machine { exec, kernel })
@@ -418,6 +425,11 @@ impl<E: Executor> Machine<E> {
     /// The executor's clock, ns.
     pub fn now_ns(&self) -> u64 {
         self.exec.now_ns()
+    }
+
+    /// The executor's clock for a host thread that watches the run.
+    pub fn clock(&self) -> mm::sched::Clock {
+        self.exec.clock()
     }
 
     /// Start a task from outside the machine.

@@ -16,6 +16,7 @@
 //! - An emulated panic records its reason and puts the panicking task to sleep for good; the
 //!   run stops at its next check ([`Oom::panicked`]).
 
+use crate::events::{EventStream, KernelEvent};
 use crate::klog::{KernelLog, RateLimit};
 use crate::oom_reaper::ReaperQueue;
 use mm::gfp::Gfp;
@@ -164,9 +165,33 @@ struct VictimBook {
     /// Records dropped past [`VICTIM_RECORDS_MAX`].
     dropped: u64,
     next_seq: u64,
+    /// Live killed victims whose kill → reclaim went onto the event stream (by seq).
+    reclaim_reported: std::collections::HashSet<u64>,
 }
 
 impl VictimBook {
+    /// Kill → reclaim events of the live killed victims of address space `mm_id` whose memory
+    /// came back and that were not reported yet; they count as reported now. Called when the
+    /// memory comes back and when a victim is marked (its memory may have come back between
+    /// the kill and the marking), both under the book's lock: each victim is reported once.
+    fn take_reclaimed(&mut self, mm_id: u64) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        for (seq, v) in self.live.iter().filter(|(_, v)| v.mm.id() == mm_id) {
+            let Some(ns) = v.kill_to_reclaim_ns() else {
+                continue;
+            };
+            if self.reclaim_reported.insert(*seq) {
+                let at = v.mm.reclaimed_ns().unwrap_or_default();
+                out.push(KernelEvent::Reclaimed {
+                    at_ns: at,
+                    kill_to_reclaim_ns: ns,
+                    by_reaper: v.mm.reaped_ns() == Some(at),
+                });
+            }
+        }
+        out
+    }
+
     fn push(&mut self, v: Victim) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -179,6 +204,7 @@ impl VictimBook {
                 .partition(|(_, v)| v.mm.test_flag(MMF_TORN_DOWN) && v.group.threads().is_empty());
             self.live = live;
             for (seq, v) in done {
+                self.reclaim_reported.remove(&seq);
                 self.folded.insert(seq, v.record(seq));
             }
             while self.folded.len() > VICTIM_RECORDS_MAX {
@@ -217,6 +243,7 @@ pub struct Oom {
     reaper: Option<Arc<ReaperQueue>>,
     victims: Mutex<VictimBook>,
     stats: OomStats,
+    events: Arc<EventStream>,
     panicked: Mutex<Option<String>>,
     dump_rs: RateLimit,
 }
@@ -233,6 +260,7 @@ impl Oom {
         pool: Arc<FramePool>,
         log: Arc<KernelLog>,
         reaper: Option<Arc<ReaperQueue>>,
+        events: Arc<EventStream>,
     ) -> Arc<Oom> {
         Arc::new(Oom {
             cfg,
@@ -242,6 +270,7 @@ impl Oom {
             reaper,
             victims: Mutex::new(VictimBook::default()),
             stats: OomStats::default(),
+            events,
             panicked: Mutex::new(None),
             dump_rs: RateLimit::default(),
         })
@@ -252,6 +281,10 @@ impl Oom {
     }
     pub fn stats(&self) -> &OomStats {
         &self.stats
+    }
+    /// The machine's rare-event stream (kills here; the watchdog's livelocks too).
+    pub fn events(&self) -> &Arc<EventStream> {
+        &self.events
     }
     pub fn log(&self) -> &Arc<KernelLog> {
         &self.log
@@ -374,7 +407,8 @@ impl Oom {
     /// victim.
     fn mark_oom_victim(&self, t: &Task, mm: &Arc<MmStruct>, killed: bool, by_sysrq: bool) {
         if t.group().mark_oom_victim(Some(mm)) {
-            self.victims.lock().push(Victim {
+            let mut book = self.victims.lock();
+            book.push(Victim {
                 tgid: t.tgid(),
                 comm: t.comm().to_string(),
                 group: t.group().clone(),
@@ -383,6 +417,11 @@ impl Oom {
                 killed,
                 by_sysrq,
             });
+            // A victim that exited between its kill and this marking (threads executor): its
+            // memory came back before MMF_OOM_VICTIM was set, so `mm` did not report it.
+            for ev in book.take_reclaimed(mm.id()) {
+                self.events.emit(ev);
+            }
         }
     }
 
@@ -523,6 +562,11 @@ impl Oom {
         if sysrq {
             self.stats.sysrq_kills.fetch_add(1, Ordering::Relaxed);
         }
+        self.events.emit(KernelEvent::OomKill {
+            at_ns: sched::ktime_get_ns(),
+            by_sysrq: sysrq,
+            rss_pages: mm.get_mm_rss(),
+        });
         kill_thread_group(Signal::Kill, victim);
         self.mark_oom_victim(&t, &mm, true, sysrq);
         let total_vm = mm.total_vm();
@@ -636,5 +680,15 @@ impl Oom {
 impl OomKiller for Oom {
     fn out_of_memory(&self, oc: &OomControl) -> bool {
         self.out_of_memory_inner(oc, false)
+    }
+
+    /// Kill → reclaim of every killed victim of `mm`, onto the event stream as it happens
+    /// (the same value [`Victim::kill_to_reclaim_ns`] gives the reports). The victim's live
+    /// entry is still there: `mm` gets `MMF_TORN_DOWN`, which folding waits for, only after.
+    fn victim_mm_reclaimed(&self, mm: &MmStruct) {
+        let events = self.victims.lock().take_reclaimed(mm.id());
+        for ev in events {
+            self.events.emit(ev);
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! due request) instead of a per-task timer; the "unable to reap" path prints no lock dump;
 //! 4.7–4.18's `oom_lock` around the attempt is not taken (af5679fbc669 removed it in 4.19).
 
+use crate::events::{EventStream, KernelEvent, ReapResult};
 use crate::klog::KernelLog;
 use mm::mm_types::{MmStruct, MMF_OOM_SKIP, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES};
 use mm::sched;
@@ -86,13 +87,19 @@ pub struct ReaperQueue {
     inner: Mutex<QueueInner>,
     stop: AtomicBool,
     stats: ReaperStats,
+    events: Arc<EventStream>,
 }
 
 impl ReaperQueue {
-    pub fn new(cfg: ReaperConfig, log: Arc<KernelLog>) -> Arc<ReaperQueue> {
+    pub fn new(
+        cfg: ReaperConfig,
+        log: Arc<KernelLog>,
+        events: Arc<EventStream>,
+    ) -> Arc<ReaperQueue> {
         Arc::new(ReaperQueue {
             cfg,
             log,
+            events,
             inner: Mutex::new(QueueInner {
                 delayed: Vec::new(),
                 list: Vec::new(),
@@ -242,9 +249,19 @@ impl ReaperQueue {
                 req.tgid, req.comm
             ));
             self.stats.gave_up.fetch_add(1, Ordering::Relaxed);
+            self.reap_result(ReapResult::GaveUp, 0);
         }
         // Hide this mm from the OOM killer: reaped, or somebody sits on mmap_lock.
         mm.set_flag(MMF_OOM_SKIP);
+    }
+
+    /// Onto the event stream: the result of one victim, as its counter was just counted.
+    fn reap_result(&self, result: ReapResult, pages: u64) {
+        self.events.emit(KernelEvent::Reap {
+            at_ns: sched::ktime_get_ns(),
+            result,
+            pages,
+        });
     }
 
     /// `oom_reap_task_mm()` (v4.19): `down_read_trylock`; under the lock, done if exit already
@@ -257,11 +274,13 @@ impl ReaperQueue {
         };
         if mm.test_flag(MMF_OOM_SKIP) {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            self.reap_result(ReapResult::AlreadyDone, 0);
             return true;
         }
         let n = mm::memory::oom_reap_task_mm(mm, &g);
         self.stats.pages_reaped.fetch_add(n, Ordering::Relaxed);
         self.stats.reaped.fetch_add(1, Ordering::Relaxed);
+        self.reap_result(ReapResult::Reaped, n);
         mm.set_reaped(sched::ktime_get_ns());
         self.log.printk(format!(
             "oom_reaper: reaped process {} ({}), now anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB",

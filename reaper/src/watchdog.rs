@@ -17,6 +17,7 @@
 //! modelled on `check_hung_task()`, kernel/hung_task.c v4.19: tasks in exactly
 //! TASK_UNINTERRUPTIBLE longer than the timeout, at most `hung_task_warnings` = 10 reports).
 
+use crate::events::KernelEvent;
 use crate::oom_kill::{Oom, Victim};
 use mm::page_alloc::AllocStat;
 use mm::sched;
@@ -200,6 +201,10 @@ impl Watchdog {
 
     fn livelock(&self, now: u64, waiters: &[Arc<Task>]) {
         self.stats.livelocks.fetch_add(1, Ordering::Relaxed);
+        self.oom.events().emit(KernelEvent::Livelock {
+            at_ns: now,
+            waiters: waiters.len() as u64,
+        });
         let chain = explain(&self.oom, waiters);
         let log = self.oom.log();
         log.printk(format!(

@@ -268,6 +268,11 @@ impl FramePool {
         *self.oom_killer.write() = Some(k);
     }
 
+    /// The installed OOM killer, if any.
+    pub(crate) fn oom_killer(&self) -> Option<Arc<dyn OomKiller>> {
+        self.oom_killer.read().clone()
+    }
+
     /// Remove the OOM killer (machine teardown: the killer refers back to the pool, so the
     /// pair would otherwise keep each other — and the frame mapping — alive).
     pub fn clear_oom_killer(&self) {

@@ -38,6 +38,13 @@ pub struct OomControl {
 /// an aborted selection, a NOFS allocation that may not kill) — it then retries.
 pub trait OomKiller: Send + Sync {
     fn out_of_memory(&self, oc: &OomControl) -> bool;
+
+    /// The memory of `mm`, an OOM victim's address space (`MMF_OOM_VICTIM`), came back: the
+    /// oom_reaper reaped it or `exit_mmap()` tore it down, whichever came first
+    /// ([`crate::mm_types::MmStruct::reclaimed_ns`] is set). Called once per address space,
+    /// from the task that did it. Emulator bookkeeping with no kernel counterpart: it lets
+    /// the OOM killer report kill → reclaim as it happens. Default: nothing.
+    fn victim_mm_reclaimed(&self, _mm: &crate::mm_types::MmStruct) {}
 }
 
 /// Marks the current task as waiting for memory while it is in the slow path.

@@ -25,6 +25,10 @@ pub enum RunStop {
     Deadlock(DeadlockReport),
 }
 
+/// The executor's clock ([`Executor::now_ns`]) for a host thread that watches a run from
+/// outside (a metrics publisher, a progress line): it only reads, on either executor.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// An executor of emulated tasks, as the machine lifecycle drives it.
 pub trait Executor {
     /// `"sim"` or `"threads"`.
@@ -35,6 +39,8 @@ pub trait Executor {
     fn tasks(&self) -> &Arc<TaskList>;
     /// The executor's clock: emulated ns since it started.
     fn now_ns(&self) -> u64;
+    /// The same clock, readable from any host thread.
+    fn clock(&self) -> Clock;
     /// Create a task running `f` (`kernel_clone()` from outside the machine).
     fn spawn_task(
         &mut self,
@@ -64,6 +70,10 @@ impl Executor for Sim {
     }
     fn now_ns(&self) -> u64 {
         Sim::now_ns(self)
+    }
+    fn clock(&self) -> Clock {
+        let shared = self.shared().clone();
+        Arc::new(move || shared.now_ns())
     }
     fn spawn_task(
         &mut self,
@@ -99,6 +109,10 @@ impl Executor for ThreadsExecutor {
     }
     fn now_ns(&self) -> u64 {
         ThreadsExecutor::now_ns(self)
+    }
+    fn clock(&self) -> Clock {
+        let shared = self.shared().clone();
+        Arc::new(move || shared.now_ns())
     }
     fn spawn_task(
         &mut self,

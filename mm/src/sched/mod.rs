@@ -32,7 +32,7 @@ pub mod sim;
 #[cfg(not(oomlab_loom))]
 pub mod threads;
 #[cfg(not(oomlab_loom))]
-pub use executor::{Executor, RunStop};
+pub use executor::{Clock, Executor, RunStop};
 
 /// `MAX_SCHEDULE_TIMEOUT`: sleep without a timer.
 pub const MAX_SCHEDULE_TIMEOUT: u64 = u64::MAX;

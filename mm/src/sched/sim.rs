@@ -347,6 +347,10 @@ impl Sim {
     pub fn now_ns(&self) -> u64 {
         self.shared.now_ns()
     }
+    /// The part every task (and a watching host thread) can reach.
+    pub(crate) fn shared(&self) -> &Arc<SimShared> {
+        &self.shared
+    }
     /// Steps run so far.
     pub fn steps(&self) -> u64 {
         self.steps

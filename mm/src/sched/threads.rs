@@ -223,6 +223,10 @@ impl ThreadsExecutor {
     pub fn now_ns(&self) -> u64 {
         self.shared.now_ns()
     }
+    /// The part every task (and a watching host thread) can reach.
+    pub(crate) fn shared(&self) -> &Arc<ThreadsShared> {
+        &self.shared
+    }
 
     /// Wait for every task (including those spawned by tasks) to exit.
     /// Re-raises the first panic of a task.

@@ -11,6 +11,7 @@ mod address_space;
 mod as_smoke;
 mod kmutex;
 mod mm_proptest;
+mod mmap_lock_waits;
 mod page_alloc;
 mod rwsem_model_b;
 mod rwsem_rules;

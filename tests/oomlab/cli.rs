@@ -74,6 +74,11 @@ fn subcommand_help_shows_the_flags_and_exit_statuses() {
                 "--executor",
                 "--seed",
                 "--duration",
+                "--metrics-addr",
+                "--no-metrics",
+                "--metrics-linger",
+                "--json",
+                "--quiet",
             ][..],
         ),
         (
@@ -358,8 +363,15 @@ const RUN_ROWS: &[&str] = &[
     "conservation",
 ];
 
+/// `oomlab run` with `args` and `--no-metrics` (tests run in parallel: they would all want the
+/// default metrics port).
+fn oomlab_run(args: &[&str]) -> Output {
+    let all: Vec<&str> = args.iter().copied().chain(["--no-metrics"]).collect();
+    oomlab(&all)
+}
+
 fn check_run_summary(args: &[&str]) -> String {
-    let out = oomlab(args);
+    let out = oomlab_run(args);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -439,7 +451,7 @@ fn run_reports_stuck_locks() {
         .copied()
         .chain(["--rwsem-model", "rfc-v1"])
         .collect();
-    let out = oomlab(&rfc);
+    let out = oomlab_run(&rfc);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(4), "{stdout}");
     let stuck = stdout
@@ -450,7 +462,7 @@ fn run_reports_stuck_locks() {
     assert!(stuck.contains("stale bias"), "{stdout}");
     assert!(stuck.contains("2016 RFC"), "{stdout}");
 
-    let out = oomlab(&base);
+    let out = oomlab_run(&base);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(!stdout.contains("stuck locks:"), "{stdout}");
@@ -632,7 +644,7 @@ fn bad_scenario_files_are_one_line_at_their_place() {
 /// `reaper::knobs::KNOBS`, builds the flags), so the documentation cannot fall behind.
 #[test]
 fn readme_lists_every_kernel_knob() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     for k in reaper::knobs::KNOBS {
         assert!(
             readme.contains(&format!("| `--{}` |", k.name)),
@@ -640,4 +652,149 @@ fn readme_lists_every_kernel_knob() {
             k.name
         );
     }
+}
+
+/// The metrics flags' bad input: one line naming the flag, exit 2, before the load starts
+/// (nothing on stdout: no summary).
+#[test]
+fn metrics_addresses_that_cannot_be_served_are_usage_errors() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let line = check_usage_error(
+        &[
+            "run",
+            "--duration",
+            "1s",
+            "--memory",
+            "16MiB",
+            "--metrics-addr",
+            &addr,
+        ],
+        &["--metrics-addr", &addr, "--no-metrics"],
+    );
+    assert!(line.to_lowercase().contains("in use"), "{line}");
+    for (args, needles) in [
+        (
+            &["run", "--metrics-addr", "localhost:9464"][..],
+            &["--metrics-addr", "IP:PORT"][..],
+        ),
+        (&["run", "--metrics-addr", "127.0.0.1"], &["--metrics-addr"]),
+        (
+            &["run", "--metrics-linger", "soon"],
+            &["--metrics-linger", "soon"],
+        ),
+        (
+            &["run", "--no-metrics", "--metrics-addr", "127.0.0.1:1"],
+            &["--no-metrics", "--metrics-addr"],
+        ),
+        (
+            &["run", "--json", "/nonexistent-oomlab-dir/x.json"],
+            &["--json", "/nonexistent-oomlab-dir/x.json"],
+        ),
+    ] {
+        check_usage_error(args, needles);
+    }
+}
+
+/// `--json PATH` writes one object with the scenario keys that apply and the run's own; the
+/// temporary file is gone; `--quiet` leaves stderr empty, while without it a run that is not on
+/// a terminal prints a plain progress line every 5 s.
+#[test]
+fn run_json_and_progress() {
+    let dir = std::env::temp_dir().join(format!("oomlab-cli-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.json");
+    let run = |quiet: bool| {
+        let mut args = vec![
+            "run",
+            "--duration",
+            "7s",
+            "--threads",
+            "16",
+            "--memory",
+            "16MiB",
+        ];
+        args.extend(["--json", path.to_str().unwrap()]);
+        if quiet {
+            args.push("--quiet");
+        }
+        oomlab_run(&args)
+    };
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "",
+        "--quiet --no-metrics: nothing on stderr"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for key in [
+        "config",
+        "seed",
+        "ending",
+        "oom_kills",
+        "reaper",
+        "livelocks",
+        "sysrq_kills",
+        "frames_leaked",
+        "victims",
+        "stuck_locks",
+        "duration_s",
+        "faults",
+        "mmaps",
+        "munmaps",
+    ] {
+        assert!(v.get(key).is_some(), "no {key} in {v}");
+    }
+    assert!(v.get("log").is_none(), "the kernel log goes to --log");
+    assert_eq!(v["ending"], "completed");
+    let k2r = &v["kill_to_reclaim_ms"];
+    assert!(
+        k2r["count"].as_u64().is_some()
+            && k2r.get("p50").is_some()
+            && k2r.get("p99").is_some()
+            && k2r.get("max").is_some(),
+        "{k2r}"
+    );
+    for op in ["read", "write"] {
+        for wait in ["killable", "uninterruptible"] {
+            let w = &v["rwsem_wait_seconds"][op][wait];
+            assert!(
+                w["count"].is_u64() && w["sum"].is_number() && w.get("p99").is_some(),
+                "{op} {wait}: {w}"
+            );
+        }
+    }
+    assert!(v["faults"].as_u64().unwrap() > 0);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains(&format!("OOM kills         {} ", v["oom_kills"])),
+        "{summary}"
+    );
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("run.json")],
+        "temporary file left"
+    );
+
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty(), "no progress line in a 7s run");
+    for l in lines {
+        assert!(
+            l.starts_with("oomlab run: ")
+                && l.contains("faults/s")
+                && l.contains("OOM kills")
+                && l.contains("/7s"),
+            "{l}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
