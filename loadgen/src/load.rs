@@ -600,12 +600,12 @@ impl Load {
             if self.stopping() {
                 return Ok(());
             }
-            if keeps_window && iteration % WINDOW_RECYCLE_EVERY == 0 {
+            if keeps_window && iteration.is_multiple_of(WINDOW_RECYCLE_EVERY) {
                 window = self.recycle_window(mm, index, window, stats)?;
             }
             iteration += 1;
             let r = rng.next();
-            if !held.is_empty() && (held_pages >= target || r % 8 == 0) {
+            if !held.is_empty() && (held_pages >= target || r.is_multiple_of(8)) {
                 let (addr, pages) = held.swap_remove(rng.below(held.len() as u64) as usize);
                 held_pages -= pages;
                 self.munmap(mm, addr, pages, stats)?;

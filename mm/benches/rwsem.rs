@@ -366,7 +366,7 @@ mod bench {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            if rng % 10 == 0 {
+            if rng.is_multiple_of(10) {
                 let t0 = Instant::now();
                 let t1 = sh.lock.write_with(|v| {
                     let t1 = Instant::now();

@@ -58,9 +58,9 @@ pub fn bench(args: &BenchArgs) -> Result<u8> {
 
 /// A duration as the grammar writes it, exactly: `5s`, `250ms`, `1500us`.
 fn format_duration_ns(ns: u64) -> String {
-    if ns % 1_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000) {
         format_ms(ns / 1_000_000)
-    } else if ns % 1_000 == 0 {
+    } else if ns.is_multiple_of(1_000) {
         format!("{}us", ns / 1_000)
     } else {
         format!("{ns}ns")

@@ -101,7 +101,9 @@ pub struct DurValue(pub u64);
 impl DurValue {
     /// Whole milliseconds, if it is a whole number of them.
     pub fn whole_ms(self) -> Option<u64> {
-        (self.0 % 1_000_000 == 0).then_some(self.0 / 1_000_000)
+        self.0
+            .is_multiple_of(1_000_000)
+            .then_some(self.0 / 1_000_000)
     }
 }
 

@@ -164,7 +164,7 @@ impl FramePool {
     /// memory, set the watermarks and per-CPU pagesets, put every frame on the free list.
     pub fn new(cfg: PoolConfig) -> Result<Arc<FramePool>, PoolError> {
         let bytes = cfg.bytes;
-        if bytes == 0 || bytes % PAGE_SIZE != 0 {
+        if bytes == 0 || !bytes.is_multiple_of(PAGE_SIZE) {
             return Err(PoolError::BadSize {
                 bytes,
                 reason: format!("not a non-zero multiple of {PAGE_SIZE} bytes"),

@@ -83,7 +83,7 @@ impl At {
     }
 
     fn unaligned(self) -> bool {
-        self.addr() % P != 0
+        !self.addr().is_multiple_of(P)
     }
 
     fn resolve(self, model: &Model) -> At {
