@@ -31,7 +31,13 @@
 //! | `osq` | spin only: the optimistic spin queue; its head is the one task spinning on `count` | at most one task spins on the lock word | spinners | its own lock |
 //!
 //! # Deviations common to the models
-//! - `wake_q` is an inline vector of tasks woken after `wait_lock` is dropped.
+//! - Wakers collect tasks in a `wake_q` (an inline vector) and wake them after `wait_lock` is
+//!   dropped: the form of v4.8 (133e89ef5ef3, "locking/rwsem: Enable lockless waiter
+//!   wakeup(s)") and of Model B's kernels. v4.7's `__rwsem_do_wake()` called
+//!   `wake_up_process()` under `wait_lock`; Model A keeps that only for the write slow path's
+//!   WAKE_READERS case (see [`xadd`]). The grant itself (the bias in the count, the reader's
+//!   `waiter.task = NULL`) is made under `wait_lock` in both forms, so which waiter gets the
+//!   lock is the same; only the moment the woken task may first run moves later.
 //! - No lockdep. `owner` is a tid with the flag bits below it, not a task pointer.
 //! - Lock statistics are per-task counters ([`crate::locking::lock_events`]).
 //! - No RT scheduling class: `rt_task()` is always false (Model B's RT handoff and spinning
