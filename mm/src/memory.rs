@@ -450,9 +450,9 @@ pub fn mmput(mm: &MmStruct) {
 /// Order as v4.19 (212925802454, 27ae357fa82b): an OOM victim's mm is first reaped by
 /// the exiting task itself (`__oom_reap_task_mm`), `MMF_OOM_SKIP` is set and a
 /// `down_write`/`up_write` pair waits out a reaper already inside its read-locked section;
-/// then every VMA is unmapped and removed. Deviation: that final teardown holds `mmap_lock`
-/// for write (as v6.1 does) because the VMA tree is only reachable through the lock; no one
-/// else can contend for it then. `MMF_OOM_SKIP` is set at the end for every mm (v6.x does so
+/// then every VMA is unmapped and removed and the page tables are freed (`free_pgtables()`).
+/// Deviation: that final teardown holds `mmap_lock` for write (as v6.1 does) because the VMA
+/// tree is only reachable through the lock; no one else can contend for it then. `MMF_OOM_SKIP` is set at the end for every mm (v6.x does so
 /// unconditionally), with the emulator's `MMF_TORN_DOWN`.
 pub fn exit_mmap(mm: &MmStruct) {
     if mm.test_flag(MMF_OOM_VICTIM) {
@@ -472,6 +472,13 @@ pub fn exit_mmap(mm: &MmStruct) {
     let start = vmas.first().map_or(0, |v| v.start);
     g.detach_range(start, end.max(start));
     mm.update_total_vm(&g);
+    assert_eq!(
+        mm.mm_users(),
+        0,
+        "exit_mmap() on an address space with users"
+    );
+    // SAFETY: we hold mmap_lock for write and the last user is gone: no walker.
+    unsafe { mm.pgtable.free_pgtables() };
     drop(g);
     mm.set_flag(MMF_OOM_SKIP);
     mm.set_torn_down();

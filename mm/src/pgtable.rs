@@ -4,8 +4,8 @@
 //! folded to three levels (PGD → PMD → PTE table), 9 bits each, covering
 //! [`TASK_SIZE`] = 512 GiB of user address space. Upper-level tables are allocated on demand
 //! and installed with a compare-and-swap (the kernel installs them under
-//! `mm->page_table_lock`); they are freed only at [`PageTable`] drop, i.e. at `exit_mmap`
-//! time, when no walker can exist.
+//! `mm->page_table_lock`); they are freed all at once by `exit_mmap()`
+//! ([`PageTable::free_pgtables`]), when no walker can exist, or when the [`PageTable`] drops.
 //!
 //! Each PTE table has its own spinlock, the kernel's split PTE lock (`pte_lockptr()`,
 //! `USE_SPLIT_PTE_PTLOCKS`): installing a PTE (page fault) and clearing one (munmap, the
@@ -20,8 +20,12 @@
 //! refuses every access, so user accesses fault).
 //!
 //! Deviations: page-table memory comes from the host heap, not from the frame pool (it is still
-//! counted in `nr_ptes`/`pgtables_bytes` for `oom_badness`); tables are not freed on munmap
-//! (`free_pgtables`) but at teardown.
+//! counted in `nr_ptes`/`pgtables_bytes` for `oom_badness`); munmap does not free the tables
+//! of the range it unmapped (`unmap_region()` → `free_pgtables()`): the emulated MMU reads
+//! entries without any lock, and the kernel's protection of that walk (TLB shootdown, RCU
+//! table freeing) is not modelled, so tables are freed only when the whole address space goes
+//! (`exit_mmap()`). The top level (`mm->pgd`) stays until the `PageTable` drops, as the kernel
+//! frees it in `__mmdrop()`.
 
 use crate::sync::RawSpinLock;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -347,20 +351,38 @@ impl PageTable {
     }
 }
 
-impl Drop for PageTable {
-    fn drop(&mut self) {
+impl PageTable {
+    /// `free_pgtables()` over the whole user range, as `exit_mmap()` (mm/mmap.c, v4.19) calls
+    /// it after `unmap_vmas()`: every PMD and PTE table is freed and [`Self::nr_ptes`] drops
+    /// to 0 (`free_pte_range()` → `mm_dec_nr_ptes()`). Every entry must be clear already:
+    /// a live entry asserts (its frame would leak). The top level stays (`mm_free_pgd()` is
+    /// `__mmdrop()`'s), so later walks find no table, as on a fresh address space.
+    ///
+    /// # Safety
+    /// No walk of these tables may run concurrently, nor any reference into them be held:
+    /// the caller holds the address space's `mmap_lock` for write and the address space has
+    /// no users, which excludes every walker (the emulated MMU walks only for tasks using the
+    /// mm; the fault, GUP, munmap, mprotect and reaper walks hold `mmap_lock`).
+    pub unsafe fn free_pgtables(&self) {
+        self.free_tables();
+    }
+
+    /// Free every table below the top level; see [`Self::free_pgtables`] for who may.
+    fn free_tables(&self) {
         for slot in &self.pgd {
             let p = slot.swap(std::ptr::null_mut(), Ordering::AcqRel);
             if p.is_null() {
                 continue;
             }
-            // SAFETY: we own the tables exclusively at drop.
+            // SAFETY: unlinked above; no walker holds it (the callers' contract, or `&mut`
+            // at drop).
             let pmd = unsafe { Box::from_raw(p) };
             for t in &pmd.tables {
                 let tp = t.swap(std::ptr::null_mut(), Ordering::AcqRel);
                 if !tp.is_null() {
                     // SAFETY: as above.
                     let table = unsafe { Box::from_raw(tp) };
+                    self.nr_ptes.fetch_sub(1, Ordering::Relaxed);
                     for e in table.entries.iter().filter(|_| !std::thread::panicking()) {
                         assert_eq!(
                             Pte::decode(e.load(Ordering::Relaxed)),
@@ -371,5 +393,11 @@ impl Drop for PageTable {
                 }
             }
         }
+    }
+}
+
+impl Drop for PageTable {
+    fn drop(&mut self) {
+        self.free_tables();
     }
 }

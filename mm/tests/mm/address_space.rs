@@ -115,6 +115,9 @@ fn assert_torn_down(mm: &MmStruct, pool: &FramePool) {
     assert_eq!(mm.mm_users(), 0);
     assert_eq!(mm.total_vm(), 0);
     assert_eq!(mm.get_mm_rss(), 0, "rss left after exit_mmap");
+    // exit_mmap() frees the page tables (free_pgtables) even while the struct is still
+    // referenced (here by the test; in a run by the OOM killer's victim book).
+    assert_eq!(mm.nr_ptes(), 0, "page tables left after exit_mmap");
     assert_eq!(frames(pool), (0, 0), "frames left: {}", pool.accounting());
     pool.check_conservation().unwrap();
 }
