@@ -479,6 +479,7 @@ pub fn exit_mmap(mm: &MmStruct) {
     );
     // SAFETY: we hold mmap_lock for write and the last user is gone: no walker.
     unsafe { mm.pgtable.free_pgtables() };
+    mm.mmap_lock.raw().prune_grant_records();
     drop(g);
     mm.set_flag(MMF_OOM_SKIP);
     mm.set_torn_down();

@@ -1096,6 +1096,82 @@ fn exit_frees_every_frame_of_every_kind() {
     assert_torn_down(&mm, &pool);
 }
 
+/// A reader granted `mmap_lock` by a waker leaves a record on the lock (for snapshots) that
+/// wakers prune only when they grant again. The OOM killer keeps torn-down address spaces
+/// (its victim book), whose locks never grant again: `exit_mmap()` must drop the records, or
+/// each one keeps its task's allocation alive (a long run's RSS grew with every task).
+#[test]
+fn exit_mmap_drops_the_lock_records_of_granted_readers() {
+    let pool = new_pool(4);
+    let mut sim = Sim::new(SimConfig::default());
+    let slot: Arc<Mutex<Option<Arc<MmStruct>>>> = Arc::default();
+    let (p, s) = (pool.clone(), slot.clone());
+    let leader = sim
+        .spawn(CloneKind::Process { comm: "w".into() }, move || {
+            let mm = exec_new_mm(&p, MmKnobs::default());
+            *s.lock() = Some(mm.clone());
+            mmap(&mm, FIX, 8 * P, RW, ANON | MAP_FIXED).unwrap();
+            let g = mmap_write_lock(&mm);
+            cond_resched();
+            drop(g);
+        })
+        .unwrap();
+    use StepResult::*;
+    assert_eq!(
+        sim.step(leader.tid()).unwrap(),
+        Yielded,
+        "the leader holds for write"
+    );
+    let s = slot.clone();
+    let reader = sim
+        .spawn(
+            CloneKind::Thread {
+                tgid: leader.tgid(),
+            },
+            move || {
+                let mm = s.lock().clone().unwrap();
+                // The fault's read lock queues behind the writer and is granted by its release.
+                touch(&mm, FIX, true, 1).unwrap();
+                cond_resched();
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        sim.step(reader.tid()).unwrap(),
+        Blocked,
+        "the fault queues for read"
+    );
+    assert_eq!(
+        sim.step(leader.tid()).unwrap(),
+        Exited,
+        "the release grants the reader"
+    );
+    let mm = slot.lock().clone().unwrap();
+    assert_eq!(
+        mm.mmap_lock.raw().grant_records(),
+        1,
+        "the waker recorded its grant"
+    );
+    assert_eq!(
+        sim.step(reader.tid()).unwrap(),
+        Yielded,
+        "the reader faulted and returned"
+    );
+    assert_eq!(
+        mm.mmap_lock.raw().grant_records(),
+        1,
+        "nobody pruned the stale record yet"
+    );
+    run_all(&mut sim);
+    let mm = slot.lock().take().unwrap();
+    assert_torn_down(&mm, &pool);
+    assert_eq!(
+        mm.mmap_lock.raw().grant_records(),
+        0,
+        "exit_mmap left a stale record"
+    );
+}
+
 #[test]
 fn threads_share_the_mm_and_the_last_exit_tears_it_down() {
     let pool = new_pool(4);

@@ -615,6 +615,21 @@ impl RawRwSem {
             .collect()
     }
 
+    /// Forget the granted-reader records of readers that have returned from their slow path
+    /// (emulator bookkeeping, nothing of the kernel's; under `wait_lock`). Wakers prune them
+    /// only when they grant the next batch, so a lock that will never grant again (the
+    /// `mmap_lock` of a torn-down address space, kept by the OOM killer's victim book) would
+    /// keep each record's task allocation alive; `exit_mmap()` calls this under the write lock,
+    /// when no granted reader can still be pending.
+    pub fn prune_grant_records(&self) {
+        self.wait_lock.lock().prune_granted();
+    }
+
+    /// How many granted-reader records the lock keeps, pending or stale (for tests).
+    pub fn grant_records(&self) -> usize {
+        self.wait_lock.lock().granted.len()
+    }
+
     // ---- observation ----------------------------------------------------------------------
 
     /// A model-independent view of the lock (see [`RwSemSnapshot`]), under `wait_lock`.
