@@ -19,7 +19,7 @@ use crate::rwsem_lab::Op::*;
 use crate::rwsem_lab::*;
 use mm::locking::lock_events::LockEvent;
 use mm::locking::rwsem::model_b::{rwsem_wait_timeout, MAX_READERS_WAKEUP};
-use mm::sched::sim::{SimConfig, SimOutcome};
+use mm::sched::sim::SimConfig;
 
 // ---- AR1: down_read fast path ------------------------------------------------------------------
 
@@ -1114,33 +1114,28 @@ const PROP_SEEDS: u64 = 300;
 
 #[test]
 fn prop_model_b_random_interleavings_exclude_keep_the_flags_and_end_idle() {
-    let mut total = [0u64; mm::locking::lock_events::NR_LOCK_EVENTS];
+    let mut reached = crate::rwsem_lab::prop::Reached::default();
     for seed in 0..PROP_SEEDS {
         let w = crate::rwsem_lab::prop::random_world(B, seed);
         crate::rwsem_lab::prop::check_world(B, seed, &w);
-        for (t, e) in total.iter_mut().zip(w.events) {
-            *t += e;
-        }
+        reached.add(&w);
     }
-    for ev in [
-        LockEvent::RwsemSleepReader,
-        LockEvent::RwsemSleepWriter,
-        LockEvent::RwsemWakeReader,
-        LockEvent::RwsemWakeWriter,
-        LockEvent::RwsemRlockFail,
-        LockEvent::RwsemWlockFail,
-        LockEvent::RwsemDowngrade,
-        LockEvent::RwsemRlockSteal,
-        LockEvent::RwsemWlockHandoff,
-        LockEvent::RwsemRtrylockFail,
-        LockEvent::RwsemWtrylock,
-    ] {
-        assert!(
-            total[ev as usize] > 0,
-            "no {} in {PROP_SEEDS} seeds",
-            ev.name()
-        );
-    }
+    reached.assert_all(
+        &[
+            LockEvent::RwsemSleepReader,
+            LockEvent::RwsemSleepWriter,
+            LockEvent::RwsemWakeReader,
+            LockEvent::RwsemWakeWriter,
+            LockEvent::RwsemRlockFail,
+            LockEvent::RwsemWlockFail,
+            LockEvent::RwsemDowngrade,
+            LockEvent::RwsemRlockSteal,
+            LockEvent::RwsemWlockHandoff,
+            LockEvent::RwsemRtrylockFail,
+            LockEvent::RwsemWtrylock,
+        ],
+        PROP_SEEDS,
+    );
 }
 
 /// With the same seed, a sim run is the same run: Model B is deterministic.
@@ -1149,7 +1144,7 @@ fn prop_model_b_runs_replay_identically() {
     for seed in [3, 17, 99] {
         let a = crate::rwsem_lab::prop::random_world(B, seed);
         let b = crate::rwsem_lab::prop::random_world(B, seed);
+        assert_eq!(a.hash, b.hash, "seed {seed}: the runs diverged");
         assert_eq!(a.events, b.events, "seed {seed}");
     }
-    let _ = SimOutcome::AllExited;
 }

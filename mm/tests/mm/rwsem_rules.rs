@@ -5,6 +5,8 @@
 //! (`RwSemModel::RfcV1`, §5.3) are reproduced next to the fixed behaviour.
 //!
 //! # Technique
+//! The harness is the shared lab of `rwsem_lab` (also used by the Model B and spinning tests);
+//! this file adds Model A's count-word checks to it ([`CountWord`]).
 //! Each emulated task is an *actor*: a separate process (`CloneKind::Process`, so SIGKILL to one
 //! actor never touches another) running a list of kernel-shaped operations ([`Op`]) on one
 //! shared [`RawRwSem`]. After every operation the actor logs `name:Op=result` and calls
@@ -23,8 +25,9 @@
 //! ([`Op::Kill`]). Every acquisition is also checked against a lock-independent witness
 //! (readers/writers inside), as locktorture does.
 //!
-//! The property tests at the end run many seeds of random readers, writers, trylockers,
-//! downgraders and killers (SIGKILL and non-fatal signals) with the seeded picker
+//! The property tests at the end run many seeds of the lab's random world (`rwsem_lab::prop`:
+//! random readers, writers, trylockers, downgraders and killers, SIGKILL and non-fatal signals),
+//! with Model A's invariant and sizes, on the seeded picker
 //! (`Sim::run_until`) and check mutual exclusion on every acquisition and at every yield while
 //! holding; between every two steps, that the count word agrees with the queue and the owner
 //! (one `WAITING_BIAS` term per "queue non-empty" and per writer holding, no ungranted reader at
@@ -58,22 +61,19 @@
 //! `rfcv1_symptom_a_holder_release_with_reader_queued_on_stale_bias_must_not_hang_the_executor`,
 //! which runs that scenario under a watchdog).
 
+use crate::rwsem_lab::prop::{check_world, random_world_of, Reached, World, WorldKind};
+use crate::rwsem_lab::{expect_deadlock, Ctx, Exited, Lab, Op, Yielded};
 use mm::locking::lock_events::LockEvent;
 use mm::locking::rwsem::{
-    Interrupted, Killed, RawRwSem, RwSemModel, WaiterType, RWSEM_ACTIVE_MASK,
+    RawRwSem, RwSemConfig, RwSemModel, RwSemSnapshot, RwSemSpin, WaiterType, RWSEM_ACTIVE_MASK,
     RWSEM_ACTIVE_READ_BIAS, RWSEM_ACTIVE_WRITE_BIAS, RWSEM_WAITING_BIAS,
 };
-use mm::sched::sim::{Sim, SimConfig, SimOutcome, StepResult};
-use mm::sched::{self, cond_resched};
-use mm::task::state::{TASK_RUNNING, TASK_UNINTERRUPTIBLE};
-use mm::task::{send_sig, CloneKind, Signal, Task, TaskList, Tid};
-use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use mm::sched;
+use mm::sched::sim::{SimConfig, SimOutcome};
+use mm::task::Tid;
 use std::sync::Arc;
 
 use Op::*;
-use StepResult::{Blocked, Exited, Yielded};
 
 /// `RWSEM_WAITING_BIAS`: "someone is queued".
 const WB: i64 = RWSEM_WAITING_BIAS;
@@ -82,372 +82,36 @@ const AWB: i64 = RWSEM_ACTIVE_WRITE_BIAS;
 /// `RWSEM_ACTIVE_READ_BIAS`: one reader.
 const RB: i64 = RWSEM_ACTIVE_READ_BIAS;
 
-const A: RwSemModel = RwSemModel::A;
-const RFC: RwSemModel = RwSemModel::RfcV1;
+/// Model A, spinning off (the rules of this file are those of spinning off).
+const A: RwSemConfig = crate::rwsem_lab::A;
+/// The unfixed 2016 bail-out.
+const RFC: RwSemConfig = RwSemConfig {
+    model: RwSemModel::RfcV1,
+    spin: RwSemSpin::Off,
+};
 
-// ---- harness -------------------------------------------------------------------------------
+// ---- harness: the shared lab (rwsem_lab), plus what Model A's rules check ------------------
 
-/// One operation of an actor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    /// `down_read` (TASK_UNINTERRUPTIBLE).
-    R,
-    /// `down_read_killable`.
-    RK,
-    /// `down_read_interruptible`.
-    RI,
-    /// `down_write` (TASK_UNINTERRUPTIBLE).
-    W,
-    /// `down_write_killable`.
-    WK,
-    /// `up_read`.
-    UR,
-    /// `up_write`.
-    UW,
-    /// `downgrade_write`.
-    DG,
-    /// `down_read_trylock` (logs 1/0).
-    TR,
-    /// `down_write_trylock` (logs 1/0).
-    TW,
-    /// `wait_for_completion(k)`, uninterruptible: a holder that waits for another task.
-    Wait(usize),
-    /// `complete_all(k)`.
-    Complete(usize),
-    /// SIGKILL to the process named so (the OOM killer's `do_send_sig_info`).
-    Kill(&'static str),
-}
-
-/// Who is inside the critical section, independent of the lock under test.
-#[derive(Default)]
-struct Witness {
-    readers: AtomicUsize,
-    writers: AtomicUsize,
-}
-
-impl Witness {
-    fn read_enter(&self, who: &str) {
-        assert_eq!(
-            self.writers.load(SeqCst),
-            0,
-            "{who}: read lock granted while a writer holds it"
-        );
-        self.readers.fetch_add(1, SeqCst);
-    }
-    fn write_enter(&self, who: &str) {
-        assert_eq!(
-            self.writers.fetch_add(1, SeqCst),
-            0,
-            "{who}: write lock granted while another writer holds it"
-        );
-        assert_eq!(
-            self.readers.load(SeqCst),
-            0,
-            "{who}: write lock granted while readers hold it"
-        );
-    }
-    fn read_exit(&self) {
-        assert!(
-            self.readers.fetch_sub(1, SeqCst) > 0,
-            "up_read without a reader"
-        );
-    }
-    fn write_exit(&self) {
-        assert_eq!(
-            self.writers.fetch_sub(1, SeqCst),
-            1,
-            "up_write without a writer"
-        );
-    }
-    fn downgrade(&self) {
-        self.write_exit();
-        self.readers.fetch_add(1, SeqCst);
-    }
-    /// While holding for read: no writer.
-    fn assert_read_held(&self, who: &str) {
-        assert_eq!(
-            self.writers.load(SeqCst),
-            0,
-            "{who}: writer inside while reading"
-        );
-        assert!(self.readers.load(SeqCst) > 0);
-    }
-    /// While holding for write: alone.
-    fn assert_write_held(&self, who: &str) {
-        assert_eq!(self.writers.load(SeqCst), 1, "{who}: second writer inside");
-        assert_eq!(
-            self.readers.load(SeqCst),
-            0,
-            "{who}: reader inside while writing"
-        );
-    }
-    fn is_empty(&self) -> bool {
-        self.readers.load(SeqCst) == 0 && self.writers.load(SeqCst) == 0
-    }
-}
-
-/// Kernel-style completions (`struct completion`), for holders that wait on another task.
-#[derive(Clone, Default)]
-struct Completions(Arc<Mutex<HashMap<usize, Completion>>>);
-
-/// `done` and the tasks sleeping in `wait_for_completion`.
-type Completion = (bool, Vec<Arc<Task>>);
-
-impl Completions {
-    fn wait(&self, k: usize) {
-        loop {
-            sched::set_current_state(TASK_UNINTERRUPTIBLE);
-            {
-                let mut g = self.0.lock();
-                let e = g.entry(k).or_default();
-                if e.0 {
-                    break;
-                }
-                e.1.push(sched::current());
-            }
-            sched::schedule();
-        }
-        sched::__set_current_state(TASK_RUNNING);
-    }
-    fn complete(&self, k: usize) {
-        let waiters = {
-            let mut g = self.0.lock();
-            let e = g.entry(k).or_default();
-            e.0 = true;
-            std::mem::take(&mut e.1)
-        };
-        for t in waiters {
-            sched::wake_up_process(&t);
-        }
-    }
-}
-
-/// Everything an actor needs.
-#[derive(Clone)]
-struct Ctx {
-    sem: Arc<RawRwSem>,
-    log: Arc<Mutex<Vec<String>>>,
-    wit: Arc<Witness>,
-    comps: Completions,
-    tasks: Arc<TaskList>,
-}
-
-impl Ctx {
-    /// Run one operation; returns the logged result.
-    fn exec(&self, who: &str, op: Op) -> &'static str {
-        let (sem, wit) = (&*self.sem, &*self.wit);
-        match op {
-            R => {
-                sem.down_read();
-                wit.read_enter(who);
-                "ok"
-            }
-            RK => match sem.down_read_killable() {
-                Ok(()) => {
-                    wit.read_enter(who);
-                    "ok"
-                }
-                Err(Killed) => {
-                    assert!(
-                        sched::fatal_signal_pending(),
-                        "{who}: EINTR without SIGKILL"
-                    );
-                    "EINTR"
-                }
-            },
-            RI => match sem.down_read_interruptible() {
-                Ok(()) => {
-                    wit.read_enter(who);
-                    "ok"
-                }
-                Err(Interrupted) => {
-                    assert!(sched::signal_pending(), "{who}: EINTR without a signal");
-                    "EINTR"
-                }
-            },
-            W => {
-                sem.down_write();
-                wit.write_enter(who);
-                "ok"
-            }
-            WK => match sem.down_write_killable() {
-                Ok(()) => {
-                    wit.write_enter(who);
-                    "ok"
-                }
-                Err(Killed) => {
-                    assert!(
-                        sched::fatal_signal_pending(),
-                        "{who}: EINTR without SIGKILL"
-                    );
-                    "EINTR"
-                }
-            },
-            UR => {
-                wit.read_exit();
-                sem.up_read();
-                "ok"
-            }
-            UW => {
-                wit.write_exit();
-                sem.up_write();
-                "ok"
-            }
-            DG => {
-                wit.downgrade();
-                sem.downgrade_write();
-                "ok"
-            }
-            TR => {
-                if sem.down_read_trylock() {
-                    wit.read_enter(who);
-                    "1"
-                } else {
-                    "0"
-                }
-            }
-            TW => {
-                if sem.down_write_trylock() {
-                    wit.write_enter(who);
-                    "1"
-                } else {
-                    "0"
-                }
-            }
-            Wait(k) => {
-                self.comps.wait(k);
-                "ok"
-            }
-            Complete(k) => {
-                self.comps.complete(k);
-                "ok"
-            }
-            Kill(name) => {
-                let p = self
-                    .tasks
-                    .processes()
-                    .into_iter()
-                    .find(|p| p.comm() == name)
-                    .unwrap_or_else(|| panic!("no process {name}"));
-                send_sig(Signal::Kill, &p.threads()[0]);
-                "ok"
-            }
-        }
-    }
-}
-
-/// A sim executor, one lock, and named actors driven step by step.
-struct Lab {
-    sim: Sim,
-    sem: Arc<RawRwSem>,
-    ctx: Ctx,
-    seen: usize,
-    names: HashMap<Tid, &'static str>,
-    tasks: HashMap<Tid, Arc<Task>>,
-}
-
-impl Lab {
-    fn new(model: RwSemModel) -> Lab {
-        Lab::with_seed(model, 1)
-    }
-
-    /// `seed` only matters for [`Lab::run`] (the seeded picker).
-    fn with_seed(model: RwSemModel, seed: u64) -> Lab {
-        let sim = Sim::new(SimConfig {
+/// A lab whose seeded picker uses `seed` (only [`Lab::run`] picks).
+fn with_seed(config: RwSemConfig, seed: u64) -> Lab {
+    Lab::with_sim(
+        config,
+        SimConfig {
             seed,
             max_steps: 1_000_000,
             ..Default::default()
-        });
-        let sem = Arc::new(RawRwSem::new("sem", model));
-        let ctx = Ctx {
-            sem: sem.clone(),
-            log: Default::default(),
-            wit: Default::default(),
-            comps: Default::default(),
-            tasks: sim.tasks().clone(),
-        };
-        Lab {
-            sim,
-            sem,
-            ctx,
-            seen: 0,
-            names: HashMap::new(),
-            tasks: HashMap::new(),
-        }
-    }
+        },
+    )
+}
 
-    /// A new process `name` that runs `ops`, one per step; an `EINTR` ends it.
-    fn actor(&mut self, name: &'static str, ops: &[Op]) -> Tid {
-        let ops = ops.to_vec();
-        let ctx = self.ctx.clone();
-        self.spawn(name, move || {
-            let n = ops.len();
-            for (i, op) in ops.into_iter().enumerate() {
-                let res = ctx.exec(name, op);
-                ctx.log.lock().push(format!("{name}:{op:?}={res}"));
-                if res == "EINTR" {
-                    // The caller does not hold the lock: back to user space (and death).
-                    return;
-                }
-                if i + 1 < n {
-                    cond_resched();
-                }
-            }
-        })
-    }
+/// Model A's checks on the shared lab: its count word is part of the rules.
+trait CountWord {
+    fn queue(&self) -> String;
+    fn check_count(&self, count: i64, queue: &str, owner: Option<&str>);
+    fn trylocks_succeed(&self);
+}
 
-    /// A new process `name` running arbitrary code.
-    fn spawn(&mut self, name: &'static str, f: impl FnOnce() + Send + 'static) -> Tid {
-        let t = self
-            .sim
-            .spawn(
-                CloneKind::Process {
-                    comm: name.to_string(),
-                },
-                f,
-            )
-            .expect("spawn");
-        self.names.insert(t.tid(), name);
-        self.tasks.insert(t.tid(), t.clone());
-        t.tid()
-    }
-
-    fn name(&self, t: Tid) -> &'static str {
-        self.names.get(&t).copied().unwrap_or("?")
-    }
-
-    fn new_log(&mut self) -> Vec<String> {
-        let log = self.ctx.log.lock();
-        let new = log[self.seen..].to_vec();
-        self.seen = log.len();
-        new
-    }
-
-    /// Run `t`'s next step; assert how it ended and what it logged.
-    #[track_caller]
-    fn step(&mut self, t: Tid, expect: StepResult, log: &[&str]) {
-        let r = self
-            .sim
-            .step(t)
-            .unwrap_or_else(|e| panic!("cannot step {}: {e:?}", self.name(t)));
-        let new = self.new_log();
-        assert_eq!(
-            (r, new.clone()),
-            (
-                expect,
-                log.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-            ),
-            "step of {}: (result, log)",
-            self.name(t)
-        );
-    }
-
-    /// The step of `t` goes (back) to sleep without completing anything.
-    #[track_caller]
-    fn sleeps(&mut self, t: Tid) {
-        self.step(t, Blocked, &[]);
-    }
-
+impl CountWord for Lab {
     /// The wait queue (granted readers excluded), head first, as `name:R|W`, read through
     /// the lock's snapshot.
     fn queue(&self) -> String {
@@ -458,10 +122,9 @@ impl Lab {
                 format!(
                     "{}:{}",
                     self.name(w.tid),
-                    if w.kind == WaiterType::Write {
-                        "W"
-                    } else {
-                        "R"
+                    match w.kind {
+                        WaiterType::Read => "R",
+                        WaiterType::Write => "W",
                     }
                 )
             })
@@ -470,10 +133,10 @@ impl Lab {
     }
 
     /// Assert the count word (Model A's encoding is part of the rules), the queue and the
-    /// write owner (through the snapshot), and that the snapshot's decoding of the count
-    /// agrees with the raw accessors.
+    /// write owner (through the snapshot), and that the snapshot agrees with the raw
+    /// accessors.
     #[track_caller]
-    fn check(&self, count: i64, queue: &str, owner: Option<&str>) {
+    fn check_count(&self, count: i64, queue: &str, owner: Option<&str>) {
         let c = self.sem.count();
         assert!(
             c == count,
@@ -495,64 +158,6 @@ impl Lab {
         assert_eq!(self.sem.is_contended(), !queue.is_empty(), "is_contended");
     }
 
-    #[track_caller]
-    fn blocked(&self, ts: &[Tid]) {
-        for &t in ts {
-            assert!(self.sim.is_blocked(t), "{} should sleep", self.name(t));
-        }
-    }
-
-    #[track_caller]
-    fn runnable(&self, ts: &[Tid]) {
-        for &t in ts {
-            assert!(
-                self.sim.is_runnable(t),
-                "{} should be runnable",
-                self.name(t)
-            );
-        }
-    }
-
-    fn task(&self, t: Tid) -> &Arc<Task> {
-        &self.tasks[&t]
-    }
-
-    /// SIGKILL from outside the emulation (the test thread).
-    fn kill(&self, t: Tid) {
-        send_sig(Signal::Kill, self.task(t));
-    }
-
-    /// A non-fatal signal.
-    fn signal(&self, t: Tid) {
-        send_sig(Signal::Other, self.task(t));
-    }
-
-    /// A wake-up for no reason (`wake_up_process` by some unrelated waker).
-    fn spurious_wake(&self, t: Tid) {
-        sched::wake_up_process(self.task(t));
-    }
-
-    fn events(&self, t: Tid, ev: LockEvent) -> u64 {
-        self.task(t).lock_events().get(ev)
-    }
-
-    /// Both trylocks fail and leave the count alone (AR7), probed from the test thread.
-    #[track_caller]
-    fn trylocks_fail(&self) {
-        let c = self.sem.count();
-        assert!(
-            !self.sem.down_read_trylock(),
-            "down_read_trylock succeeded at {}",
-            describe(c)
-        );
-        assert!(
-            !self.sem.down_write_trylock(),
-            "down_write_trylock succeeded at {}",
-            describe(c)
-        );
-        assert_eq!(self.sem.count(), c, "a failed trylock changed the count");
-    }
-
     /// Both trylocks succeed (one after the other, released at once).
     #[track_caller]
     fn trylocks_succeed(&self) {
@@ -561,24 +166,6 @@ impl Lab {
         assert!(self.sem.down_write_trylock(), "down_write_trylock failed");
         self.sem.up_write();
     }
-
-    /// Run the rest with the seeded picker.
-    fn run(&mut self) -> SimOutcome {
-        let o = self.sim.run();
-        self.new_log();
-        o
-    }
-
-    #[track_caller]
-    fn run_to_completion(&mut self) {
-        let o = self.run();
-        if let SimOutcome::Deadlock(rep) = &o {
-            panic!("expected every task to finish:\n{rep}");
-        }
-        assert_eq!(o, SimOutcome::AllExited);
-        self.check(0, "", None);
-        assert!(self.ctx.wit.is_empty());
-    }
 }
 
 /// `count` as "n×WAITING_BIAS + active".
@@ -586,15 +173,6 @@ fn describe(c: i64) -> String {
     let active = c & RWSEM_ACTIVE_MASK;
     let waiting = (c - active) / RWSEM_WAITING_BIAS;
     format!("{c:#x} (= {waiting}×WAITING_BIAS + {active})")
-}
-
-/// The deadlock report of `o`, or a panic.
-#[track_caller]
-fn expect_deadlock(o: SimOutcome) -> mm::sched::sim::DeadlockReport {
-    match o {
-        SimOutcome::Deadlock(rep) => rep,
-        other => panic!("expected a deadlock, got {other:?}"),
-    }
 }
 
 /// The kernel function `t` sleeps in, per the deadlock report.
@@ -616,16 +194,16 @@ fn ar1_down_read_fast_path_succeeds_with_no_writer_and_no_waiter() {
     let r1 = l.actor("r1", &[R, UR]);
     let r2 = l.actor("r2", &[R, UR]);
     l.step(r1, Yielded, &["r1:R=ok"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     l.step(r2, Yielded, &["r2:R=ok"]);
-    l.check(2 * RB, "", None);
+    l.check_count(2 * RB, "", None);
     for t in [r1, r2] {
         assert_eq!(l.events(t, LockEvent::RwsemRlockFast), 1);
         assert_eq!(l.events(t, LockEvent::RwsemSleepReader), 0);
     }
     l.step(r1, Exited, &["r1:UR=ok"]);
     l.step(r2, Exited, &["r2:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 #[test]
@@ -634,10 +212,10 @@ fn ar1_down_read_fast_path_fails_while_a_writer_holds() {
     let w = l.actor("w", &[W, UW]);
     let r = l.actor("r", &[R, UR]);
     l.step(w, Yielded, &["w:W=ok"]);
-    l.check(AWB, "", Some("w"));
+    l.check_count(AWB, "", Some("w"));
     l.sleeps(r);
     // The failed fast-path increment was undone; the queue's WAITING_BIAS was added.
-    l.check(AWB + WB, "r:R", Some("w"));
+    l.check_count(AWB + WB, "r:R", Some("w"));
     assert_eq!(l.events(r, LockEvent::RwsemRlockFast), 0);
     l.step(w, Exited, &["w:UW=ok"]);
     l.step(r, Yielded, &["r:R=ok"]);
@@ -647,7 +225,7 @@ fn ar1_down_read_fast_path_fails_while_a_writer_holds() {
         "acquired in the slow path"
     );
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 // ---- AR2: down_read slow path ---------------------------------------------------------------
@@ -663,23 +241,23 @@ fn ar2_reader_slow_path_enqueues_at_tail_even_when_the_lock_is_free() {
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(w1);
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(WB, "w1:W", None);
+    l.check_count(WB, "w1:W", None);
     l.runnable(&[w1]);
     // Nobody active, queue non-empty: the fast path fails (count WB + 1 ≤ 0), the reader
     // queues behind w1 and its WAKE_ANY only (re)wakes the head writer.
     l.sleeps(r);
-    l.check(WB, "w1:W r:R", None);
+    l.check_count(WB, "w1:W r:R", None);
     l.runnable(&[w1]);
     l.step(w1, Yielded, &["w1:W=ok"]);
-    l.check(AWB + WB, "r:R", Some("w1"));
+    l.check_count(AWB + WB, "r:R", Some("w1"));
     l.blocked(&[r]);
     l.step(w1, Exited, &["w1:UW=ok"]);
     // Granted by the waker before it runs: its bias is already in the count.
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     l.runnable(&[r]);
     l.step(r, Yielded, &["r:R=ok"]);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// A reader arriving behind existing waiters goes to the tail, after waiters of both kinds.
@@ -692,14 +270,14 @@ fn ar2_reader_queues_at_the_tail_behind_writers_and_readers() {
     let r3 = l.actor("r3", &[R, UR]);
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(r1);
-    l.check(AWB + WB, "r1:R", Some("h"));
+    l.check_count(AWB + WB, "r1:R", Some("h"));
     l.sleeps(w2);
     l.sleeps(r3);
     // One WAITING_BIAS however many waiters.
-    l.check(AWB + WB, "r1:R w2:W r3:R", Some("h"));
+    l.check_count(AWB + WB, "r1:R w2:W r3:R", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
     // r1 granted; r3 stays behind w2.
-    l.check(WB + RB, "w2:W r3:R", None);
+    l.check_count(WB + RB, "w2:W r3:R", None);
     l.runnable(&[r1]);
     l.blocked(&[w2, r3]);
     l.run_to_completion();
@@ -715,22 +293,22 @@ fn ar3_reader_waits_behind_queued_writer_although_only_readers_hold() {
     let r2 = l.actor("r2", &[R, UR]);
     l.step(r1, Yielded, &["r1:R=ok"]);
     l.sleeps(w);
-    l.check(WB + RB, "w:W", None);
+    l.check_count(WB + RB, "w:W", None);
     // Only a reader holds, but a writer is queued: r2 waits (writer-starvation avoidance).
     l.sleeps(r2);
-    l.check(WB + RB, "w:W r2:R", None);
+    l.check_count(WB + RB, "w:W r2:R", None);
     l.blocked(&[w, r2]);
     l.step(r1, Exited, &["r1:UR=ok"]);
-    l.check(WB, "w:W r2:R", None);
+    l.check_count(WB, "w:W r2:R", None);
     l.runnable(&[w]);
     l.blocked(&[r2]);
     l.step(w, Yielded, &["w:W=ok"]);
-    l.check(AWB + WB, "r2:R", Some("w"));
+    l.check_count(AWB + WB, "r2:R", Some("w"));
     l.step(w, Exited, &["w:UW=ok"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     l.step(r2, Yielded, &["r2:R=ok"]);
     l.step(r2, Exited, &["r2:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// AR3's consequence: a read-after-read by the same task deadlocks once a writer queued in
@@ -743,7 +321,7 @@ fn ar3_recursive_down_read_deadlocks_once_a_writer_queued_in_between() {
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(w);
     l.sleeps(r);
-    l.check(WB + RB, "w:W r:R", None);
+    l.check_count(WB + RB, "w:W r:R", None);
     let rep = expect_deadlock(l.run());
     assert_eq!(wchan_of(&rep, r), Some("rwsem_down_read_failed"));
     assert_eq!(wchan_of(&rep, w), Some("rwsem_down_write_failed"));
@@ -760,23 +338,23 @@ fn ar4_down_write_fast_path_only_when_count_is_zero() {
     let w3 = l.actor("w3", &[W, UW]);
     // count 0: fast path.
     l.step(w1, Yielded, &["w1:W=ok"]);
-    l.check(AWB, "", Some("w1"));
+    l.check_count(AWB, "", Some("w1"));
     assert_eq!(l.events(w1, LockEvent::RwsemWlockFast), 1);
     l.step(w1, Exited, &["w1:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
     // A reader holds: slow path, sleeps.
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(w2);
-    l.check(WB + RB, "w2:W", None);
+    l.check_count(WB + RB, "w2:W", None);
     assert_eq!(l.events(w2, LockEvent::RwsemWlockFast), 0);
     // Nobody holds but a waiter is queued (count = WB): the fast path fails; w3 only gets the
     // lock through the slow path's try (AR6).
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(WB, "w2:W", None);
+    l.check_count(WB, "w2:W", None);
     l.step(w3, Yielded, &["w3:W=ok"]);
     assert_eq!(l.events(w3, LockEvent::RwsemWlockFast), 0);
     assert_eq!(l.events(w3, LockEvent::RwsemWlock), 1);
-    l.check(AWB + WB, "w2:W", Some("w3"));
+    l.check_count(AWB + WB, "w2:W", Some("w3"));
     l.run_to_completion();
 }
 
@@ -789,17 +367,17 @@ fn ar5_writer_slow_path_queues_sets_waiting_bias_and_takes_the_lock_itself() {
     let w = l.actor("w", &[W, UW]);
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(w);
-    l.check(WB + RB, "w:W", None);
+    l.check_count(WB + RB, "w:W", None);
     assert_eq!(l.events(w, LockEvent::RwsemSleepWriter), 1);
     l.step(r, Exited, &["r:UR=ok"]);
     // Woken, not granted: still queued, nobody holds.
-    l.check(WB, "w:W", None);
+    l.check_count(WB, "w:W", None);
     l.runnable(&[w]);
     l.step(w, Yielded, &["w:W=ok"]);
     // It was the only waiter: it unlinked itself and removed the WAITING_BIAS.
-    l.check(AWB, "", Some("w"));
+    l.check_count(AWB, "", Some("w"));
     l.step(w, Exited, &["w:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// The slow-path try succeeds whenever nobody is active, whatever the waiter's position: a
@@ -813,24 +391,24 @@ fn ar5_writer_try_succeeds_when_nobody_is_active_regardless_of_queue_position() 
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(w1);
     l.sleeps(w2);
-    l.check(AWB + WB, "w1:W w2:W", Some("h"));
+    l.check_count(AWB + WB, "w1:W w2:W", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(WB, "w1:W w2:W", None);
+    l.check_count(WB, "w1:W w2:W", None);
     l.runnable(&[w1]);
     l.blocked(&[w2]);
     // w2 (second in the queue) wakes for an unrelated reason and runs before w1.
     l.spurious_wake(w2);
     l.step(w2, Yielded, &["w2:W=ok"]);
     // w1 is still queued, so the WAITING_BIAS stays.
-    l.check(AWB + WB, "w1:W", Some("w2"));
+    l.check_count(AWB + WB, "w1:W", Some("w2"));
     l.sleeps(w1);
     l.step(w2, Exited, &["w2:UW=ok"]);
-    l.check(WB, "w1:W", None);
+    l.check_count(WB, "w1:W", None);
     l.runnable(&[w1]);
     l.step(w1, Yielded, &["w1:W=ok"]);
-    l.check(AWB, "", Some("w1"));
+    l.check_count(AWB, "", Some("w1"));
     l.step(w1, Exited, &["w1:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// A writer queuing on a read-held lock behind queued readers grants them (WAKE_READERS,
@@ -851,16 +429,16 @@ fn ar5_writer_queuing_behind_readers_on_read_held_lock_grants_the_head_readers()
     for t in [wk, r2, r3, w5, r6] {
         l.sleeps(t);
     }
-    l.check(WB + RB, "wk:W r2:R r3:R w5:W r6:R", None);
+    l.check_count(WB + RB, "wk:W r2:R r3:R w5:W r6:R", None);
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
     // RfcV1: nobody granted r2, r3 though only r1 holds for read.
-    l.check(WB + RB, "r2:R r3:R w5:W r6:R", None);
+    l.check_count(WB + RB, "r2:R r3:R w5:W r6:R", None);
     l.blocked(&[r2, r3, w5, r6]);
     // w4 queues: the lock is read-held (count > WB), so it grants the head readers, r2 and r3,
     // and stops at w5.
     l.sleeps(w4);
-    l.check(WB + 3 * RB, "w5:W r6:R w4:W", None);
+    l.check_count(WB + 3 * RB, "w5:W r6:R w4:W", None);
     l.runnable(&[r2, r3]);
     l.blocked(&[w5, r6, w4]);
     l.run_to_completion();
@@ -876,26 +454,26 @@ fn ar6_writer_steals_the_lock_in_the_wake_window_and_the_woken_writer_sleeps_aga
     let s = l.actor("s", &[W, UW]);
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(w1);
-    l.check(AWB + WB, "w1:W", Some("h"));
+    l.check_count(AWB + WB, "w1:W", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
     // The wake window: w1 woken, lock free, queue non-empty.
-    l.check(WB, "w1:W", None);
+    l.check_count(WB, "w1:W", None);
     l.runnable(&[w1]);
     // s enters before w1 runs: its slow-path try sees nobody active and takes the lock.
     l.step(s, Yielded, &["s:W=ok"]);
-    l.check(AWB + WB, "w1:W", Some("s"));
+    l.check_count(AWB + WB, "w1:W", Some("s"));
     assert_eq!(l.events(s, LockEvent::RwsemSleepWriter), 0, "s never slept");
     assert_eq!(l.events(s, LockEvent::RwsemWlock), 1);
     // w1 runs, finds the lock held, and sleeps again.
     l.sleeps(w1);
-    l.check(AWB + WB, "w1:W", Some("s"));
+    l.check_count(AWB + WB, "w1:W", Some("s"));
     l.step(s, Exited, &["s:UW=ok"]);
-    l.check(WB, "w1:W", None);
+    l.check_count(WB, "w1:W", None);
     l.runnable(&[w1]);
     l.step(w1, Yielded, &["w1:W=ok"]);
-    l.check(AWB, "", Some("w1"));
+    l.check_count(AWB, "", Some("w1"));
     l.step(w1, Exited, &["w1:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 // ---- AR7: trylocks ----------------------------------------------------------------------------
@@ -905,21 +483,21 @@ fn ar7_trylocks_on_an_uncontended_lock() {
     let mut l = Lab::new(A);
     let t = l.actor("t", &[TR, TW, TR, UR, UR, TW, TR, TW, UW]);
     l.step(t, Yielded, &["t:TR=1"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     // Read-held, nobody queued: write trylock fails, read trylock succeeds.
     l.step(t, Yielded, &["t:TW=0"]);
     l.step(t, Yielded, &["t:TR=1"]);
-    l.check(2 * RB, "", None);
+    l.check_count(2 * RB, "", None);
     l.step(t, Yielded, &["t:UR=ok"]);
     l.step(t, Yielded, &["t:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
     l.step(t, Yielded, &["t:TW=1"]);
-    l.check(AWB, "", Some("t"));
+    l.check_count(AWB, "", Some("t"));
     l.step(t, Yielded, &["t:TR=0"]);
     l.step(t, Yielded, &["t:TW=0"]);
-    l.check(AWB, "", Some("t"));
+    l.check_count(AWB, "", Some("t"));
     l.step(t, Exited, &["t:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 #[test]
@@ -930,12 +508,12 @@ fn ar7_read_trylock_fails_while_writer_queued_on_read_held_lock() {
     let t = l.actor("t", &[TR, TW]);
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(w);
-    l.check(WB + RB, "w:W", None);
+    l.check_count(WB + RB, "w:W", None);
     // Only a reader holds, yet both trylocks fail because w is queued; they neither queue nor
     // touch the count.
     l.step(t, Yielded, &["t:TR=0"]);
     l.step(t, Exited, &["t:TW=0"]);
-    l.check(WB + RB, "w:W", None);
+    l.check_count(WB + RB, "w:W", None);
     l.trylocks_fail();
     l.run_to_completion();
     l.trylocks_succeed();
@@ -951,7 +529,7 @@ fn ar7_trylocks_fail_in_the_wake_window_although_the_lock_is_free() {
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(w1);
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(WB, "w1:W", None);
+    l.check_count(WB, "w1:W", None);
     assert!(
         l.sem.is_locked(),
         "rwsem_is_locked is true with only the waiting bias"
@@ -959,7 +537,7 @@ fn ar7_trylocks_fail_in_the_wake_window_although_the_lock_is_free() {
     l.step(t, Yielded, &["t:TR=0"]);
     l.step(t, Exited, &["t:TW=0"]);
     l.trylocks_fail();
-    l.check(WB, "w1:W", None);
+    l.check_count(WB, "w1:W", None);
     l.runnable(&[w1]);
     l.run_to_completion();
 }
@@ -984,7 +562,7 @@ fn ar7_oom_reaper_read_trylock_fails_every_retry_while_victim_queued_in_down_wri
     l.step(holder, Yielded, &["holder:R=ok"]);
     l.sleeps(holder);
     l.sleeps(victim);
-    l.check(WB + RB, "victim:W", None);
+    l.check_count(WB + RB, "victim:W", None);
     // Even SIGKILL does not help an uninterruptible writer (§5.1).
     l.kill(victim);
     l.blocked(&[victim]);
@@ -996,7 +574,7 @@ fn ar7_oom_reaper_read_trylock_fails_every_retry_while_victim_queued_in_down_wri
         "reaper log: {log:?}"
     );
     assert!(log.contains(&"victim:W=ok".to_string()));
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// The same with a killable victim (the 2016 RFC's point): the OOM killer's SIGKILL makes the
@@ -1021,7 +599,7 @@ fn ar7_oom_reaper_read_trylock_succeeds_once_killable_victim_left_the_queue() {
     l.sleeps(reaper); // attempt 1 failed; schedule_timeout(HZ/10)
     l.kill(victim);
     l.step(victim, Exited, &["victim:WK=EINTR"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     assert!(l.sim.advance_to_next_timer());
     l.step(reaper, Exited, &["reaper:reaped=2"]);
     l.runnable(&[holder]);
@@ -1059,14 +637,14 @@ fn wk1_only_the_last_reader_wakes_and_only_if_waiters() {
     l.step(r1, Yielded, &["r1:R=ok"]);
     l.step(r2, Yielded, &["r2:R=ok"]);
     l.sleeps(w);
-    l.check(WB + 2 * RB, "w:W", None);
+    l.check_count(WB + 2 * RB, "w:W", None);
     // Not the last reader: no wake-up.
     l.step(r1, Exited, &["r1:UR=ok"]);
-    l.check(WB + RB, "w:W", None);
+    l.check_count(WB + RB, "w:W", None);
     l.blocked(&[w]);
     // The last reader wakes the head writer.
     l.step(r2, Exited, &["r2:UR=ok"]);
-    l.check(WB, "w:W", None);
+    l.check_count(WB, "w:W", None);
     l.runnable(&[w]);
     assert_eq!(l.events(r2, LockEvent::RwsemWakeWriter), 1);
     assert_eq!(l.events(r1, LockEvent::RwsemWakeWriter), 0);
@@ -1077,7 +655,7 @@ fn wk1_only_the_last_reader_wakes_and_only_if_waiters() {
     l.step(r3, Exited, &["r3:UR=ok"]);
     assert_eq!(l.events(r3, LockEvent::RwsemWakeWriter), 0);
     assert_eq!(l.events(r3, LockEvent::RwsemWakeReader), 0);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 // ---- WK2: up_write ----------------------------------------------------------------------------
@@ -1089,13 +667,13 @@ fn wk2_up_write_wakes_the_queue_only_if_waiters() {
     let w = l.actor("w", &[W, UW]);
     l.step(h, Yielded, &["h:W=ok"]);
     l.step(h, Yielded, &["h:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
     assert_eq!(l.events(h, LockEvent::RwsemWakeWriter), 0);
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(w);
-    l.check(AWB + WB, "w:W", Some("h"));
+    l.check_count(AWB + WB, "w:W", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(WB, "w:W", None);
+    l.check_count(WB, "w:W", None);
     l.runnable(&[w]);
     assert_eq!(l.events(h, LockEvent::RwsemWakeWriter), 1);
     l.run_to_completion();
@@ -1114,11 +692,11 @@ fn wk3_head_writer_is_only_woken_not_granted_and_only_the_head() {
     l.sleeps(w2);
     l.step(h, Exited, &["h:UW=ok"]);
     // Not granted: no write bias, no owner, still queued.
-    l.check(WB, "w1:W w2:W", None);
+    l.check_count(WB, "w1:W w2:W", None);
     l.runnable(&[w1]);
     l.blocked(&[w2]);
     l.step(w1, Yielded, &["w1:W=ok"]);
-    l.check(AWB + WB, "w2:W", Some("w1"));
+    l.check_count(AWB + WB, "w2:W", Some("w1"));
     l.run_to_completion();
 }
 
@@ -1134,10 +712,10 @@ fn wk3_head_readers_granted_as_the_maximal_leading_run_stopping_at_the_first_wri
     for t in [r1, r2, w3, r4] {
         l.sleeps(t);
     }
-    l.check(AWB + WB, "r1:R r2:R w3:W r4:R", Some("h"));
+    l.check_count(AWB + WB, "r1:R r2:R w3:W r4:R", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
     // r1 and r2 granted (their biases added before either runs); r4 stays behind w3.
-    l.check(WB + 2 * RB, "w3:W r4:R", None);
+    l.check_count(WB + 2 * RB, "w3:W r4:R", None);
     assert_eq!(l.events(h, LockEvent::RwsemWakeReader), 2);
     l.runnable(&[r1, r2]);
     l.blocked(&[w3, r4]);
@@ -1148,13 +726,13 @@ fn wk3_head_readers_granted_as_the_maximal_leading_run_stopping_at_the_first_wri
     l.step(r2, Exited, &["r2:UR=ok"]);
     l.runnable(&[w3]);
     l.step(w3, Yielded, &["w3:W=ok"]);
-    l.check(AWB + WB, "r4:R", Some("w3"));
+    l.check_count(AWB + WB, "r4:R", Some("w3"));
     l.step(w3, Exited, &["w3:UW=ok"]);
     // The whole queue was granted: the WAITING_BIAS goes with it.
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     l.step(r4, Yielded, &["r4:R=ok"]);
     l.step(r4, Exited, &["r4:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// WAKE_ANY with a reader at the head while a writer holds the lock: the reservation of the
@@ -1169,14 +747,14 @@ fn wk3_reader_grant_abandoned_while_a_writer_holds() {
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(wk);
     l.sleeps(r2);
-    l.check(AWB + WB, "wk:W r2:R", Some("h"));
+    l.check_count(AWB + WB, "wk:W r2:R", Some("h"));
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
-    l.check(AWB + WB, "r2:R", Some("h"));
+    l.check_count(AWB + WB, "r2:R", Some("h"));
     l.blocked(&[r2]);
     assert_eq!(l.events(wk, LockEvent::RwsemWakeReader), 0);
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     l.runnable(&[r2]);
     l.run_to_completion();
 }
@@ -1194,7 +772,7 @@ fn wk4_wake_readers_never_wakes_a_head_writer() {
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(w1);
     l.sleeps(w2);
-    l.check(WB + RB, "w1:W w2:W", None);
+    l.check_count(WB + RB, "w1:W w2:W", None);
     l.blocked(&[w1, w2]);
     assert_eq!(l.events(w2, LockEvent::RwsemWakeWriter), 0);
     l.step(r, Exited, &["r:UR=ok"]);
@@ -1220,9 +798,9 @@ fn wk4_wake_readers_grants_the_leading_readers_only() {
     }
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
-    l.check(WB + RB, "r2:R w3:W r4:R", None);
+    l.check_count(WB + RB, "r2:R w3:W r4:R", None);
     l.sleeps(w5);
-    l.check(WB + 2 * RB, "w3:W r4:R w5:W", None);
+    l.check_count(WB + 2 * RB, "w3:W r4:R w5:W", None);
     l.runnable(&[r2]);
     l.blocked(&[w3, r4, w5]);
     assert_eq!(l.events(w5, LockEvent::RwsemWakeReader), 1);
@@ -1243,10 +821,10 @@ fn wk5_downgrade_grants_head_readers_and_nobody_behind_the_first_writer() {
     for t in [r1, r2, w3, r4] {
         l.sleeps(t);
     }
-    l.check(AWB + WB, "r1:R r2:R w3:W r4:R", Some("h"));
+    l.check_count(AWB + WB, "r1:R r2:R w3:W r4:R", Some("h"));
     l.step(h, Yielded, &["h:DG=ok"]);
     // h's write hold became one read hold; r1, r2 granted; r4 waits behind w3.
-    l.check(WB + 3 * RB, "w3:W r4:R", None);
+    l.check_count(WB + 3 * RB, "w3:W r4:R", None);
     l.runnable(&[r1, r2]);
     l.blocked(&[w3, r4]);
     assert_eq!(l.events(h, LockEvent::RwsemWakeReader), 2);
@@ -1255,7 +833,7 @@ fn wk5_downgrade_grants_head_readers_and_nobody_behind_the_first_writer() {
     l.step(r1, Exited, &["r1:UR=ok"]);
     l.step(r2, Exited, &["r2:UR=ok"]);
     l.blocked(&[w3]);
-    l.check(WB + RB, "w3:W r4:R", None);
+    l.check_count(WB + RB, "w3:W r4:R", None);
     l.step(h, Exited, &["h:UR=ok"]);
     l.runnable(&[w3]);
     l.run_to_completion();
@@ -1272,20 +850,20 @@ fn wk5_downgrade_never_wakes_a_writer_so_readers_behind_it_keep_waiting() {
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(w1);
     l.sleeps(r2);
-    l.check(AWB + WB, "w1:W r2:R", Some("h"));
+    l.check_count(AWB + WB, "w1:W r2:R", Some("h"));
     l.step(h, Yielded, &["h:DG=ok"]);
-    l.check(WB + RB, "w1:W r2:R", None);
+    l.check_count(WB + RB, "w1:W r2:R", None);
     l.blocked(&[w1, r2]);
     assert_eq!(l.events(h, LockEvent::RwsemWakeWriter), 0);
     l.trylocks_fail();
     l.step(h, Exited, &["h:UR=ok"]);
-    l.check(WB, "w1:W r2:R", None);
+    l.check_count(WB, "w1:W r2:R", None);
     l.runnable(&[w1]);
     l.blocked(&[r2]);
     l.step(w1, Yielded, &["w1:W=ok"]);
-    l.check(AWB + WB, "r2:R", Some("w1"));
+    l.check_count(AWB + WB, "r2:R", Some("w1"));
     l.step(w1, Exited, &["w1:UW=ok"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     l.run_to_completion();
 }
 
@@ -1296,13 +874,13 @@ fn wk5_downgrade_without_waiters_leaves_one_read_hold() {
     let r = l.actor("r", &[R, UR]);
     l.step(h, Yielded, &["h:W=ok"]);
     l.step(h, Yielded, &["h:DG=ok"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     l.step(r, Yielded, &["r:R=ok"]);
     assert_eq!(l.events(r, LockEvent::RwsemRlockFast), 1);
-    l.check(2 * RB, "", None);
+    l.check_count(2 * RB, "", None);
     l.step(h, Exited, &["h:UR=ok"]);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 // ---- WK6: FIFO --------------------------------------------------------------------------------
@@ -1310,7 +888,7 @@ fn wk5_downgrade_without_waiters_leaves_one_read_hold() {
 #[test]
 fn wk6_waiters_are_served_in_arrival_order() {
     for seed in 0..20 {
-        let mut l = Lab::with_seed(A, seed);
+        let mut l = with_seed(A, seed);
         let h = l.actor("h", &[W, UW]);
         let order = [
             ("w1", W),
@@ -1330,7 +908,7 @@ fn wk6_waiters_are_served_in_arrival_order() {
         for &t in &tids {
             l.sleeps(t);
         }
-        l.check(AWB + WB, "w1:W r2:R w3:W r4:R r5:R w6:W r7:R", Some("h"));
+        l.check_count(AWB + WB, "w1:W r2:R w3:W r4:R r5:R w6:W r7:R", Some("h"));
         assert_eq!(l.sim.run(), SimOutcome::AllExited, "seed {seed}");
         let acquired: Vec<String> = l
             .new_log()
@@ -1349,7 +927,7 @@ fn wk6_waiters_are_served_in_arrival_order() {
             }
             last = b.iter().map(|n| Some(pos(n))).max().unwrap();
         }
-        l.check(0, "", None);
+        l.check_count(0, "", None);
     }
 }
 
@@ -1365,14 +943,14 @@ fn s51_fast_paths_ignore_pending_signals() {
     // An uncontended down_write_killable with SIGKILL pending succeeds.
     l.kill(wk);
     l.step(wk, Yielded, &["wk:WK=ok"]);
-    l.check(AWB, "", Some("wk"));
+    l.check_count(AWB, "", Some("wk"));
     assert_eq!(l.events(wk, LockEvent::RwsemWlockFast), 1);
     l.step(wk, Exited, &["wk:UW=ok"]);
     l.kill(rk);
     l.step(rk, Yielded, &["rk:RK=ok"]);
     l.signal(ri);
     l.step(ri, Yielded, &["ri:RI=ok"]);
-    l.check(2 * RB, "", None);
+    l.check_count(2 * RB, "", None);
     l.step(rk, Exited, &["rk:UR=ok"]);
     l.step(ri, Exited, &["ri:UR=ok"]);
     // Trylocks never look at signals either.
@@ -1381,7 +959,7 @@ fn s51_fast_paths_ignore_pending_signals() {
     l.step(t, Yielded, &["t:UW=ok"]);
     l.step(t, Yielded, &["t:TR=1"]);
     l.step(t, Exited, &["t:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// The try comes before the signal check: a killable writer woken to a free lock takes it and
@@ -1394,14 +972,14 @@ fn s51_killable_writer_woken_to_a_free_lock_takes_it_despite_sigkill() {
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(wk);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(WB, "wk:W", None);
+    l.check_count(WB, "wk:W", None);
     l.runnable(&[wk]);
     l.kill(wk);
     l.step(wk, Yielded, &["wk:WK=ok"]);
-    l.check(AWB, "", Some("wk"));
+    l.check_count(AWB, "", Some("wk"));
     assert!(l.task(wk).fatal_signal_pending());
     l.step(wk, Exited, &["wk:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// SIGKILL pending on entry to a contended slow path: the first try fails, the signal check
@@ -1414,11 +992,11 @@ fn s51_killable_writer_with_sigkill_pending_bails_out_after_the_first_failed_try
     l.step(r, Yielded, &["r:R=ok"]);
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     assert_eq!(l.events(wk, LockEvent::RwsemSleepWriter), 0);
     assert_eq!(l.events(wk, LockEvent::RwsemWlockFail), 1);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// ... but if the slow path's try succeeds (the wake window), it takes the lock: signals are
@@ -1432,10 +1010,10 @@ fn s51_killable_writer_with_sigkill_pending_still_steals_a_free_lock_in_the_slow
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(w1);
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(WB, "w1:W", None);
+    l.check_count(WB, "w1:W", None);
     l.kill(wk);
     l.step(wk, Yielded, &["wk:WK=ok"]);
-    l.check(AWB + WB, "w1:W", Some("wk"));
+    l.check_count(AWB + WB, "w1:W", Some("wk"));
     l.sleeps(w1);
     l.run_to_completion();
 }
@@ -1448,7 +1026,7 @@ fn s51_killable_reader_with_sigkill_pending_bails_out_without_sleeping() {
     l.step(h, Yielded, &["h:W=ok"]);
     l.kill(rk);
     l.step(rk, Exited, &["rk:RK=EINTR"]);
-    l.check(AWB, "", Some("h"));
+    l.check_count(AWB, "", Some("h"));
     assert_eq!(l.events(rk, LockEvent::RwsemSleepReader), 0);
     assert_eq!(l.events(rk, LockEvent::RwsemRlockFail), 1);
     l.run_to_completion();
@@ -1463,7 +1041,7 @@ fn s51_uninterruptible_waits_ignore_sigkill() {
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(ru);
     l.sleeps(wu);
-    l.check(AWB + WB, "ru:R wu:W", Some("h"));
+    l.check_count(AWB + WB, "ru:R wu:W", Some("h"));
     // SIGKILL does not even wake them.
     l.kill(ru);
     l.kill(wu);
@@ -1473,15 +1051,15 @@ fn s51_uninterruptible_waits_ignore_sigkill() {
     l.spurious_wake(wu);
     l.sleeps(ru);
     l.sleeps(wu);
-    l.check(AWB + WB, "ru:R wu:W", Some("h"));
+    l.check_count(AWB + WB, "ru:R wu:W", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(WB + RB, "wu:W", None);
+    l.check_count(WB + RB, "wu:W", None);
     l.step(ru, Yielded, &["ru:R=ok"]);
     l.step(ru, Exited, &["ru:UR=ok"]);
     l.step(wu, Yielded, &["wu:W=ok"]);
-    l.check(AWB, "", Some("wu"));
+    l.check_count(AWB, "", Some("wu"));
     l.step(wu, Exited, &["wu:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 #[test]
@@ -1500,13 +1078,13 @@ fn s51_killable_waits_ignore_non_fatal_signals() {
     l.spurious_wake(wk);
     l.sleeps(rk);
     l.sleeps(wk);
-    l.check(AWB + WB, "rk:R wk:W", Some("h"));
+    l.check_count(AWB + WB, "rk:R wk:W", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
     l.step(rk, Yielded, &["rk:RK=ok"]);
     l.step(rk, Exited, &["rk:UR=ok"]);
     l.step(wk, Yielded, &["wk:WK=ok"]);
     l.step(wk, Exited, &["wk:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 #[test]
@@ -1517,18 +1095,18 @@ fn s51_interruptible_read_wait_returns_interrupted_on_any_signal() {
     let ri2 = l.actor("ri2", &[RI]);
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(ri);
-    l.check(AWB + WB, "ri:R", Some("h"));
+    l.check_count(AWB + WB, "ri:R", Some("h"));
     // A non-fatal signal wakes a TASK_INTERRUPTIBLE waiter, which bails out.
     l.signal(ri);
     l.runnable(&[ri]);
     l.step(ri, Exited, &["ri:RI=EINTR"]);
-    l.check(AWB, "", Some("h"));
+    l.check_count(AWB, "", Some("h"));
     assert_eq!(l.events(ri, LockEvent::RwsemRlockFail), 1);
     // SIGKILL too.
     l.sleeps(ri2);
     l.kill(ri2);
     l.step(ri2, Exited, &["ri2:RI=EINTR"]);
-    l.check(AWB, "", Some("h"));
+    l.check_count(AWB, "", Some("h"));
     l.run_to_completion();
 }
 
@@ -1547,15 +1125,15 @@ fn s51_killable_reader_granted_before_it_runs_keeps_the_lock_despite_sigkill() {
             l.runnable(&[rk]);
         }
         l.step(h, Exited, &["h:UW=ok"]);
-        l.check(RB, "", None);
+        l.check_count(RB, "", None);
         if !kill_first {
             l.kill(rk);
         }
         l.step(rk, Yielded, &["rk:RK=ok"]);
-        l.check(RB, "", None);
+        l.check_count(RB, "", None);
         assert_eq!(l.events(rk, LockEvent::RwsemRlockFail), 0);
         l.step(rk, Exited, &["rk:UR=ok"]);
-        l.check(0, "", None);
+        l.check_count(0, "", None);
     }
 }
 
@@ -1572,11 +1150,11 @@ fn s52_killed_last_waiter_removes_waiting_bias_and_fast_paths_work_again() {
     let n = l.actor("n", &[R, UR]);
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(wk);
-    l.check(WB + RB, "wk:W", None);
+    l.check_count(WB + RB, "wk:W", None);
     l.kill(wk);
     l.runnable(&[wk]);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     assert_eq!(l.events(wk, LockEvent::RwsemWlockFail), 1);
     // Read trylock and read fast path work while r still holds.
     assert!(l.sem.down_read_trylock());
@@ -1585,12 +1163,12 @@ fn s52_killed_last_waiter_removes_waiting_bias_and_fast_paths_work_again() {
     assert_eq!(l.events(n, LockEvent::RwsemRlockFast), 1);
     l.step(n, Exited, &["n:UR=ok"]);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
     l.trylocks_succeed();
     l.step(w, Yielded, &["w:W=ok"]);
     assert_eq!(l.events(w, LockEvent::RwsemWlockFast), 1);
     l.step(w, Exited, &["w:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 #[test]
@@ -1600,12 +1178,12 @@ fn s52_killed_last_waiter_behind_a_writer_leaves_exactly_the_write_bias() {
     let wk = l.actor("wk", &[WK]);
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(wk);
-    l.check(AWB + WB, "wk:W", Some("h"));
+    l.check_count(AWB + WB, "wk:W", Some("h"));
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
-    l.check(AWB, "", Some("h"));
+    l.check_count(AWB, "", Some("h"));
     l.step(h, Exited, &["h:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
     l.trylocks_succeed();
 }
 
@@ -1625,13 +1203,13 @@ fn s52_killed_writer_grants_the_readers_queued_behind_it_while_readers_hold() {
     for t in [wk, r2, r3, w4, r5] {
         l.sleeps(t);
     }
-    l.check(WB + RB, "wk:W r2:R r3:R w4:W r5:R", None);
+    l.check_count(WB + RB, "wk:W r2:R r3:R w4:W r5:R", None);
     l.step(oom, Exited, &["oom:Kill(\"wk\")=ok"]);
     l.runnable(&[wk]);
     l.blocked(&[r2, r3, w4, r5]);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
     // r2 and r3 granted (lock read-held only); w4 is the new head, r5 behind it.
-    l.check(WB + 3 * RB, "w4:W r5:R", None);
+    l.check_count(WB + 3 * RB, "w4:W r5:R", None);
     l.runnable(&[r2, r3]);
     l.blocked(&[w4, r5]);
     assert_eq!(l.events(wk, LockEvent::RwsemWakeReader), 2);
@@ -1653,20 +1231,20 @@ fn s52_killed_head_writer_wakes_the_new_head_writer() {
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(wk);
     l.sleeps(w2);
-    l.check(WB + RB, "wk:W w2:W", None);
+    l.check_count(WB + RB, "wk:W w2:W", None);
     l.kill(wk);
     l.blocked(&[w2]);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
-    l.check(WB + RB, "w2:W", None);
+    l.check_count(WB + RB, "w2:W", None);
     l.runnable(&[w2]);
     assert_eq!(l.events(wk, LockEvent::RwsemWakeWriter), 1);
     l.sleeps(w2);
     l.step(r, Exited, &["r:UR=ok"]);
     l.runnable(&[w2]);
     l.step(w2, Yielded, &["w2:W=ok"]);
-    l.check(AWB, "", Some("w2"));
+    l.check_count(AWB, "", Some("w2"));
     l.step(w2, Exited, &["w2:UW=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
 }
 
 /// A killed writer that is not at the head: it unlinks itself; the bail-out's WAKE_ANY only
@@ -1682,10 +1260,10 @@ fn s52_killed_writer_behind_a_head_writer_unlinks_itself() {
     for t in [w1, wk, r3] {
         l.sleeps(t);
     }
-    l.check(WB + RB, "w1:W wk:W r3:R", None);
+    l.check_count(WB + RB, "w1:W wk:W r3:R", None);
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
-    l.check(WB + RB, "w1:W r3:R", None);
+    l.check_count(WB + RB, "w1:W r3:R", None);
     l.runnable(&[w1]);
     l.blocked(&[r3]);
     l.sleeps(w1);
@@ -1702,10 +1280,10 @@ fn s52_killed_reader_unlinks_itself_and_removes_waiting_bias_when_last() {
     let rk = l.actor("rk", &[RK]);
     l.step(h, Yielded, &["h:W=ok"]);
     l.sleeps(rk);
-    l.check(AWB + WB, "rk:R", Some("h"));
+    l.check_count(AWB + WB, "rk:R", Some("h"));
     l.kill(rk);
     l.step(rk, Exited, &["rk:RK=EINTR"]);
-    l.check(AWB, "", Some("h"));
+    l.check_count(AWB, "", Some("h"));
     l.run_to_completion();
     l.trylocks_succeed();
 
@@ -1721,7 +1299,7 @@ fn s52_killed_reader_unlinks_itself_and_removes_waiting_bias_when_last() {
     l.sleeps(r3);
     l.kill(rk);
     l.step(rk, Exited, &["rk:RK=EINTR"]);
-    l.check(AWB + WB, "w2:W r3:R", Some("h"));
+    l.check_count(AWB + WB, "w2:W r3:R", Some("h"));
     l.blocked(&[w2, r3]);
     l.run_to_completion();
 }
@@ -1729,13 +1307,13 @@ fn s52_killed_reader_unlinks_itself_and_removes_waiting_bias_when_last() {
 // ---- §5.3: the unfixed 2016 bail-out (RwSemModel::RfcV1) ---------------------------------------
 
 /// r holds for read, wk queues (killable) and is killed: the last waiter leaves.
-fn kill_the_last_waiter(model: RwSemModel) -> (Lab, Tid) {
+fn kill_the_last_waiter(model: RwSemConfig) -> (Lab, Tid) {
     let mut l = Lab::new(model);
     let r = l.actor("r", &[R, UR]);
     let wk = l.actor("wk", &[WK]);
     l.step(r, Yielded, &["r:R=ok"]);
     l.sleeps(wk);
-    l.check(WB + RB, "wk:W", None);
+    l.check_count(WB + RB, "wk:W", None);
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
     (l, r)
@@ -1746,15 +1324,15 @@ fn kill_the_last_waiter(model: RwSemModel) -> (Lab, Tid) {
 #[test]
 fn rfcv1_symptom_a_stale_waiting_bias_after_the_last_waiter_is_killed_hangs_new_readers() {
     let (mut l, r) = kill_the_last_waiter(RFC);
-    l.check(WB + RB, "", None);
+    l.check_count(WB + RB, "", None);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(WB, "", None);
+    l.check_count(WB, "", None);
     assert!(l.sem.is_locked());
     l.trylocks_fail();
     let n = l.actor("n", &[R, UR]);
     l.sleeps(n);
     // A second WAITING_BIAS: the count no longer looks "free" nor "read-held".
-    l.check(2 * WB, "n:R", None);
+    l.check_count(2 * WB, "n:R", None);
     let why = l.sem.stuck_diagnosis().expect("diagnosed");
     assert!(why.contains("no wake-up is coming"), "{why}");
     assert!(
@@ -1771,10 +1349,10 @@ fn rfcv1_symptom_a_stale_waiting_bias_after_the_last_waiter_is_killed_hangs_new_
 fn rfcv1_symptom_a_stale_waiting_bias_also_hangs_new_writers() {
     let (mut l, r) = kill_the_last_waiter(RFC);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(WB, "", None);
+    l.check_count(WB, "", None);
     let w = l.actor("w", &[W, UW]);
     l.sleeps(w);
-    l.check(2 * WB, "w:W", None);
+    l.check_count(2 * WB, "w:W", None);
     let rep = expect_deadlock(l.run());
     assert_eq!(wchan_of(&rep, w), Some("rwsem_down_write_failed"));
 }
@@ -1783,10 +1361,10 @@ fn rfcv1_symptom_a_stale_waiting_bias_also_hangs_new_writers() {
 #[test]
 fn rfcv1_symptom_a_does_not_happen_with_model_a() {
     let (mut l, r) = kill_the_last_waiter(A);
-    l.check(RB, "", None);
+    l.check_count(RB, "", None);
     assert_eq!(l.sem.stuck_diagnosis(), None);
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(0, "", None);
+    l.check_count(0, "", None);
     assert_eq!(l.sem.stuck_diagnosis(), None);
     l.trylocks_succeed();
     let n = l.actor("n", &[R, UR]);
@@ -1795,7 +1373,7 @@ fn rfcv1_symptom_a_does_not_happen_with_model_a() {
 }
 
 /// r1 holds for read and waits for r2; wk queued behind r1, r2 behind wk (AR3); wk killed.
-fn kill_writer_with_reader_behind(model: RwSemModel) -> (Lab, Tid, Tid) {
+fn kill_writer_with_reader_behind(model: RwSemConfig) -> (Lab, Tid, Tid) {
     let mut l = Lab::new(model);
     let r1 = l.actor("r1", &[R, Wait(0), UR]);
     let wk = l.actor("wk", &[WK]);
@@ -1803,7 +1381,7 @@ fn kill_writer_with_reader_behind(model: RwSemModel) -> (Lab, Tid, Tid) {
     l.step(r1, Yielded, &["r1:R=ok"]);
     l.sleeps(wk);
     l.sleeps(r2);
-    l.check(WB + RB, "wk:W r2:R", None);
+    l.check_count(WB + RB, "wk:W r2:R", None);
     l.kill(wk);
     l.step(wk, Exited, &["wk:WK=EINTR"]);
     (l, r1, r2)
@@ -1814,7 +1392,7 @@ fn kill_writer_with_reader_behind(model: RwSemModel) -> (Lab, Tid, Tid) {
 #[test]
 fn rfcv1_symptom_b_readers_behind_a_killed_writer_are_not_woken() {
     let (mut l, r1, r2) = kill_writer_with_reader_behind(RFC);
-    l.check(WB + RB, "r2:R", None);
+    l.check_count(WB + RB, "r2:R", None);
     l.blocked(&[r2]);
     let why = l.sem.stuck_diagnosis().expect("diagnosed");
     assert!(why.contains("a reader heads the queue"), "{why}");
@@ -1829,7 +1407,7 @@ fn rfcv1_symptom_b_readers_behind_a_killed_writer_are_not_woken() {
 #[test]
 fn rfcv1_symptom_b_does_not_happen_with_model_a() {
     let (mut l, r1, r2) = kill_writer_with_reader_behind(A);
-    l.check(2 * RB, "", None);
+    l.check_count(2 * RB, "", None);
     assert_eq!(l.sem.stuck_diagnosis(), None);
     l.runnable(&[r2]);
     l.sleeps(r1);
@@ -1860,10 +1438,10 @@ fn rfcv1_symptom_a_holder_release_with_reader_queued_on_stale_bias_must_not_hang
         let r = catch_unwind(AssertUnwindSafe(|| {
             let (mut l, r) = kill_the_last_waiter(RFC);
             sem_tx.send(l.sem.clone()).unwrap();
-            l.check(WB + RB, "", None);
+            l.check_count(WB + RB, "", None);
             let n = l.actor("n", &[R, UR]);
             l.sleeps(n);
-            l.check(2 * WB + RB, "n:R", None);
+            l.check_count(2 * WB + RB, "n:R", None);
             // r's up_read leaves 2×WAITING_BIAS and wakes the queue: n's grant cannot work.
             l.step(r, Exited, &["r:UR=ok"]);
             let rep = expect_deadlock(l.run());
@@ -1903,134 +1481,13 @@ fn rfcv1_symptom_a_holder_release_with_reader_queued_on_stale_bias_must_not_hang
 
 // ---- property tests: random interleavings ------------------------------------------------------
 
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn hold_read(wit: &Witness, who: &str, n: u64) {
-    for _ in 0..n {
-        cond_resched();
-        wit.assert_read_held(who);
-    }
-}
-
-fn hold_write(wit: &Witness, who: &str, n: u64) {
-    for _ in 0..n {
-        cond_resched();
-        wit.assert_write_held(who);
-    }
-}
-
-/// A random user of the lock. Dies (returns, holding nothing) when a killable wait is killed
-/// or, between rounds, when SIGKILL is pending (the way back to user space).
-fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
-    let mut r = Rng(seed);
-    for _ in 0..2 + r.below(6) {
-        if sched::fatal_signal_pending() {
-            return;
-        }
-        sched::flush_signals();
-        let hold = r.below(4);
-        match r.below(11) {
-            0 | 1 => {
-                sem.down_read();
-                wit.read_enter(who);
-                hold_read(wit, who, hold);
-                wit.read_exit();
-                sem.up_read();
-            }
-            2 => match sem.down_read_killable() {
-                Ok(()) => {
-                    wit.read_enter(who);
-                    hold_read(wit, who, hold);
-                    wit.read_exit();
-                    sem.up_read();
-                }
-                Err(Killed) => {
-                    assert!(sched::fatal_signal_pending());
-                    return;
-                }
-            },
-            3 => match sem.down_read_interruptible() {
-                Ok(()) => {
-                    wit.read_enter(who);
-                    hold_read(wit, who, hold);
-                    wit.read_exit();
-                    sem.up_read();
-                }
-                Err(Interrupted) => assert!(sched::signal_pending()),
-            },
-            4 => {
-                sem.down_write();
-                wit.write_enter(who);
-                hold_write(wit, who, hold);
-                wit.write_exit();
-                sem.up_write();
-            }
-            5 | 6 => match sem.down_write_killable() {
-                Ok(()) => {
-                    wit.write_enter(who);
-                    hold_write(wit, who, hold);
-                    wit.write_exit();
-                    sem.up_write();
-                }
-                Err(Killed) => {
-                    assert!(sched::fatal_signal_pending());
-                    return;
-                }
-            },
-            7 => {
-                if sem.down_read_trylock() {
-                    wit.read_enter(who);
-                    hold_read(wit, who, hold);
-                    wit.read_exit();
-                    sem.up_read();
-                }
-            }
-            8 => {
-                if sem.down_write_trylock() {
-                    wit.write_enter(who);
-                    hold_write(wit, who, hold);
-                    wit.write_exit();
-                    sem.up_write();
-                }
-            }
-            _ => {
-                sem.down_write();
-                wit.write_enter(who);
-                hold_write(wit, who, hold);
-                wit.downgrade();
-                sem.downgrade_write();
-                hold_read(wit, who, hold);
-                wit.read_exit();
-                sem.up_read();
-            }
-        }
-        for _ in 0..r.below(3) {
-            cond_resched();
-        }
-    }
-}
-
 /// The lock's state, read through its snapshot, must be consistent at every step boundary
 /// (the state table of `mm::locking::rwsem`; docs/rwsem-rules.md §2.1): the "someone is queued"
 /// mark of the count (one `WAITING_BIAS` term beyond a writer holder's) present once iff the
 /// queue is non-empty; a writer holder alone; and a reader at the head of the queue only while a
 /// writer holds (in Model A every release or bail-out that leaves readers at the head of a lock
 /// no writer holds grants them). Some(what is wrong) otherwise.
-fn invariant_violation(sem: &RawRwSem) -> Option<String> {
-    let s = sem.snapshot();
+fn invariant_violation(s: &RwSemSnapshot) -> Option<String> {
     let q: Vec<_> = s.waiting().collect();
     let writer = s.write_locked;
     if s.waiters_flag != u32::from(!q.is_empty()) {
@@ -2058,126 +1515,51 @@ fn invariant_violation(sem: &RawRwSem) -> Option<String> {
     }
 }
 
-struct World {
-    outcome: SimOutcome,
-    sem: Arc<RawRwSem>,
-    wit: Arc<Witness>,
-    events: [u64; mm::locking::lock_events::NR_LOCK_EVENTS],
-    hash: u64,
-    /// The first step boundary at which [`invariant_violation`] reported something; the run
-    /// stops there (with RfcV1 that avoids running into its livelock, see the report test).
-    violation: Option<String>,
-}
+/// Model A's property world: its count-word invariant, no holds across jiffies (Model A has no
+/// timeouts), and the sizes these tests were written with.
+const MODEL_A_WORLD: WorldKind = WorldKind {
+    max_steps: 200_000,
+    salt: 0x5eed_0f00_1111_01ab,
+    kill_delay: 25,
+    long_holds: false,
+    invariant: invariant_violation,
+};
 
-/// 3–8 random actors and 1–3 killers (SIGKILL or a non-fatal signal to random actors at random
-/// times), run with the seeded picker; the state invariant is checked between all steps.
-fn random_world(model: RwSemModel, seed: u64) -> World {
-    let mut sim = Sim::new(SimConfig {
-        seed,
-        max_steps: 200_000,
-        ..Default::default()
-    });
-    let sem = Arc::new(RawRwSem::new("prop", model));
-    let wit = Arc::new(Witness::default());
-    let mut rng = Rng(seed ^ 0x5eed_0f00_1111_01ab);
-    let mut victims = Vec::new();
-    for i in 0..3 + rng.below(6) {
-        let (sem, wit, aseed) = (sem.clone(), wit.clone(), rng.next());
-        let name = format!("a{i}");
-        let who = name.clone();
-        let t = sim
-            .spawn(CloneKind::Process { comm: name }, move || {
-                random_actor(&sem, &wit, &who, aseed)
-            })
-            .unwrap();
-        victims.push(t);
-    }
-    for k in 0..1 + rng.below(3) {
-        let (victims, kseed) = (victims.clone(), rng.next());
-        sim.spawn(
-            CloneKind::Process {
-                comm: format!("killer{k}"),
-            },
-            move || {
-                let mut r = Rng(kseed);
-                for _ in 0..1 + r.below(3) {
-                    for _ in 0..r.below(25) {
-                        cond_resched();
-                    }
-                    let v = &victims[r.below(victims.len() as u64) as usize];
-                    let sig = if r.below(3) == 0 {
-                        Signal::Other
-                    } else {
-                        Signal::Kill
-                    };
-                    send_sig(sig, v);
-                }
-            },
-        )
-        .unwrap();
-    }
-    let mut violation = None;
-    let outcome = sim.run_until(|_| {
-        violation = invariant_violation(&sem);
-        violation.is_some()
-    });
-    World {
-        outcome,
-        sem,
-        wit,
-        events: sim.tasks().lock_events(),
-        hash: sim.trace_hash(),
-        violation,
-    }
+fn random_world(config: RwSemConfig, seed: u64) -> World {
+    random_world_of(&MODEL_A_WORLD, config, seed)
 }
 
 const PROP_SEEDS: u64 = 400;
 
 #[test]
 fn prop_model_a_random_interleavings_exclude_and_end_quiescent() {
-    let mut total = [0u64; mm::locking::lock_events::NR_LOCK_EVENTS];
+    let mut reached = Reached::default();
     for seed in 0..PROP_SEEDS {
         let w = random_world(A, seed);
-        if let Some(v) = &w.violation {
-            panic!("seed {seed}: {v}");
-        }
-        match &w.outcome {
-            SimOutcome::AllExited => {}
-            SimOutcome::Deadlock(rep) => panic!("seed {seed}: {rep}"),
-            o => panic!("seed {seed}: {o:?}"),
-        }
+        check_world(A, seed, &w);
         assert_eq!(
             w.sem.count(),
             0,
             "seed {seed}: count {}",
             describe(w.sem.count())
         );
-        let snap = w.sem.snapshot();
-        assert!(snap.is_idle(), "seed {seed}: {snap:?}");
-        assert_eq!(w.sem.owner(), None, "seed {seed}");
-        assert!(w.wit.is_empty(), "seed {seed}");
-        for (t, e) in total.iter_mut().zip(w.events) {
-            *t += e;
-        }
+        reached.add(&w);
     }
     // The worlds did reach the interesting paths.
-    for ev in [
-        LockEvent::RwsemSleepReader,
-        LockEvent::RwsemSleepWriter,
-        LockEvent::RwsemWakeReader,
-        LockEvent::RwsemWakeWriter,
-        LockEvent::RwsemRlockFail,
-        LockEvent::RwsemWlockFail,
-        LockEvent::RwsemDowngrade,
-        LockEvent::RwsemRtrylockFail,
-        LockEvent::RwsemWtrylock,
-    ] {
-        assert!(
-            total[ev as usize] > 0,
-            "no {} in {PROP_SEEDS} seeds",
-            ev.name()
-        );
-    }
+    reached.assert_all(
+        &[
+            LockEvent::RwsemSleepReader,
+            LockEvent::RwsemSleepWriter,
+            LockEvent::RwsemWakeReader,
+            LockEvent::RwsemWakeWriter,
+            LockEvent::RwsemRlockFail,
+            LockEvent::RwsemWlockFail,
+            LockEvent::RwsemDowngrade,
+            LockEvent::RwsemRtrylockFail,
+            LockEvent::RwsemWtrylock,
+        ],
+        PROP_SEEDS,
+    );
 }
 
 /// RfcV1 differs from Model A only in a killed writer's bail-out: without one, the run is
@@ -2231,7 +1613,7 @@ fn stuck_diagnosis_is_silent_in_the_wake_window_and_on_healthy_locks() {
     l.sleeps(w);
     assert_eq!(l.sem.stuck_diagnosis(), None, "read-held, writer queued");
     l.step(r, Exited, &["r:UR=ok"]);
-    l.check(WB, "w:W", None);
+    l.check_count(WB, "w:W", None);
     l.runnable(&[w]);
     assert_eq!(l.sem.stuck_diagnosis(), None, "wake window");
     l.run_to_completion();

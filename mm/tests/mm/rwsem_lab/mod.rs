@@ -1,6 +1,6 @@
-//! A scripted-interleaving lab for the rw_semaphore on the sim executor, shared by the Model B
-//! and spinning rule tests (rwsem_model_b.rs, rwsem_spin.rs). The technique is that of
-//! rwsem_rules.rs: each emulated task is an *actor* (a process of its own) running a list of
+//! A scripted-interleaving lab for the rw_semaphore on the sim executor, shared by the rule
+//! tests of every model (rwsem_rules.rs for Model A and RfcV1, which adds its count-word
+//! checks; rwsem_model_b.rs; rwsem_spin.rs). Each emulated task is an *actor* (a process of its own) running a list of
 //! kernel-shaped operations ([`Op`]) on one [`RawRwSem`]; after every operation it logs
 //! `name:Op=result` and calls `cond_resched()`, so one `Sim::step(tid)` runs one operation, or
 //! one spin iteration of an optimistic spinner (which yields without logging), or up to the
@@ -394,7 +394,7 @@ impl Lab {
         self.names.get(&t).copied().unwrap_or("?")
     }
 
-    fn new_log(&mut self) -> Vec<String> {
+    pub fn new_log(&mut self) -> Vec<String> {
         let log = self.ctx.log.lock();
         let new = log[self.seen..].to_vec();
         self.seen = log.len();

@@ -2,13 +2,14 @@
 //! property tests of Model B and of spinning (both models). The snapshot invariants are
 //! checked between every two steps; a run must end with every task gone and the lock idle.
 use super::*;
-use mm::locking::rwsem::{RawRwSem, RwSemConfig, RwSemSnapshot};
+use mm::locking::rwsem::{Interrupted, Killed, RawRwSem, RwSemConfig, RwSemSnapshot};
 use mm::sched::sim::Sim;
 use mm::sched::sim::{SimConfig, SimOutcome};
 use mm::sched::{self, cond_resched};
 use mm::task::{send_sig, CloneKind, Signal};
 use std::sync::Arc;
 
+/// Hold for read across `n` yields, checking the witness at each.
 fn hold_read(wit: &Witness, who: &str, n: u64) {
     for _ in 0..n {
         cond_resched();
@@ -16,6 +17,7 @@ fn hold_read(wit: &Witness, who: &str, n: u64) {
     }
 }
 
+/// Hold for write across `n` yields, checking the witness at each.
 fn hold_write(wit: &Witness, who: &str, n: u64) {
     for _ in 0..n {
         cond_resched();
@@ -23,9 +25,12 @@ fn hold_write(wit: &Witness, who: &str, n: u64) {
     }
 }
 
-/// A random user of the lock (every variant, downgrades, holds across yields and across
-/// jiffies so that handoffs happen). Dies when a killable wait is killed.
-fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
+/// A random user of the lock: every variant, downgrades, holds across yields; with
+/// `long_holds`, also holds across jiffies so that Model B's waiters time out (AR8). Dies
+/// (returns, holding nothing) when a killable wait is killed or, between rounds, when SIGKILL
+/// is pending (the way back to user space). A wait that fails says why: a killable one only
+/// for a fatal signal, an interruptible one only for a pending signal.
+fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64, long_holds: bool) {
     let mut r = Rng(seed);
     for _ in 0..2 + r.below(6) {
         if sched::fatal_signal_pending() {
@@ -33,7 +38,7 @@ fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
         }
         sched::flush_signals();
         let hold = r.below(4);
-        if r.below(8) == 0 {
+        if long_holds && r.below(8) == 0 {
             // A long hold: several jiffies, so that waiters time out (AR8).
             sched::cpu_work(2_000_000 + r.below(4_000_000));
         }
@@ -52,16 +57,23 @@ fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
                     wit.read_exit();
                     sem.up_read();
                 }
-                Err(_) => return,
+                Err(Killed) => {
+                    assert!(
+                        sched::fatal_signal_pending(),
+                        "{who}: killed without SIGKILL"
+                    );
+                    return;
+                }
             },
-            3 => {
-                if sem.down_read_interruptible().is_ok() {
+            3 => match sem.down_read_interruptible() {
+                Ok(()) => {
                     wit.read_enter(who);
                     hold_read(wit, who, hold);
                     wit.read_exit();
                     sem.up_read();
                 }
-            }
+                Err(Interrupted) => assert!(sched::signal_pending(), "{who}: no signal"),
+            },
             4 => {
                 sem.down_write();
                 wit.write_enter(who);
@@ -73,14 +85,20 @@ fn random_actor(sem: &RawRwSem, wit: &Witness, who: &str, seed: u64) {
                 Ok(()) => {
                     wit.write_enter(who);
                     hold_write(wit, who, hold);
-                    if r.below(3) == 0 {
+                    if long_holds && r.below(3) == 0 {
                         sched::cpu_work(5_000_000);
                         cond_resched();
                     }
                     wit.write_exit();
                     sem.up_write();
                 }
-                Err(_) => return,
+                Err(Killed) => {
+                    assert!(
+                        sched::fatal_signal_pending(),
+                        "{who}: killed without SIGKILL"
+                    );
+                    return;
+                }
             },
             7 => {
                 if sem.down_read_trylock() {
@@ -157,33 +175,65 @@ pub struct World {
     pub sem: Arc<RawRwSem>,
     pub wit: Arc<Witness>,
     pub events: [u64; mm::locking::lock_events::NR_LOCK_EVENTS],
+    /// The sim's trace hash (equal hashes: the same run step for step).
+    pub hash: u64,
+    /// The first step boundary at which the world's invariant reported something; the run
+    /// stops there.
     pub violation: Option<String>,
 }
 
-/// 3–8 random actors and 1–3 killers (SIGKILL or a non-fatal signal at random times).
+/// What differs between the property worlds of the test files: who the actors are, which
+/// invariant holds between steps, and the world's sizes.
+pub struct WorldKind {
+    pub max_steps: u64,
+    /// Mixed into the seed of the world's own choices.
+    pub salt: u64,
+    /// A killer yields fewer than this many times before each signal it sends.
+    pub kill_delay: u64,
+    /// The actors also hold across jiffies (see [`random_actor`]).
+    pub long_holds: bool,
+    pub invariant: fn(&RwSemSnapshot) -> Option<String>,
+}
+
+/// The world of the Model B and spinning property tests.
+pub const ANY_MODEL: WorldKind = WorldKind {
+    max_steps: 400_000,
+    salt: 0x5eed_0f00_2222_0b0b,
+    kill_delay: 40,
+    long_holds: true,
+    invariant: invariant_violation,
+};
+
+/// [`random_world_of`] with [`ANY_MODEL`].
 pub fn random_world(config: RwSemConfig, seed: u64) -> World {
+    random_world_of(&ANY_MODEL, config, seed)
+}
+
+/// 3–8 random actors and 1–3 killers (SIGKILL or a non-fatal signal to random actors at random
+/// times), run with the seeded picker; the invariant is checked between all steps.
+pub fn random_world_of(kind: &WorldKind, config: RwSemConfig, seed: u64) -> World {
     let mut sim = Sim::new(SimConfig {
         seed,
-        max_steps: 400_000,
+        max_steps: kind.max_steps,
         ..Default::default()
     });
     let sem = Arc::new(RawRwSem::with_config("prop", config));
     let wit = Arc::new(Witness::default());
-    let mut rng = Rng(seed ^ 0x5eed_0f00_2222_0b0b);
+    let mut rng = Rng(seed ^ kind.salt);
     let mut victims = Vec::new();
     for i in 0..3 + rng.below(6) {
-        let (sem, wit, aseed) = (sem.clone(), wit.clone(), rng.next());
+        let (sem, wit, aseed, long) = (sem.clone(), wit.clone(), rng.next(), kind.long_holds);
         let name = format!("a{i}");
         let who = name.clone();
         let t = sim
             .spawn(CloneKind::Process { comm: name }, move || {
-                random_actor(&sem, &wit, &who, aseed)
+                random_actor(&sem, &wit, &who, aseed, long)
             })
             .unwrap();
         victims.push(t);
     }
     for k in 0..1 + rng.below(3) {
-        let (victims, kseed) = (victims.clone(), rng.next());
+        let (victims, kseed, delay) = (victims.clone(), rng.next(), kind.kill_delay);
         sim.spawn(
             CloneKind::Process {
                 comm: format!("killer{k}"),
@@ -191,7 +241,7 @@ pub fn random_world(config: RwSemConfig, seed: u64) -> World {
             move || {
                 let mut r = Rng(kseed);
                 for _ in 0..1 + r.below(3) {
-                    for _ in 0..r.below(40) {
+                    for _ in 0..r.below(delay) {
                         cond_resched();
                     }
                     let v = &victims[r.below(victims.len() as u64) as usize];
@@ -208,7 +258,7 @@ pub fn random_world(config: RwSemConfig, seed: u64) -> World {
     }
     let mut violation = None;
     let outcome = sim.run_until(|_| {
-        violation = invariant_violation(&sem.snapshot());
+        violation = (kind.invariant)(&sem.snapshot());
         violation.is_some()
     });
     World {
@@ -216,6 +266,7 @@ pub fn random_world(config: RwSemConfig, seed: u64) -> World {
         sem,
         wit,
         events: sim.tasks().lock_events(),
+        hash: sim.trace_hash(),
         violation,
     }
 }
@@ -236,4 +287,33 @@ pub fn check_world(config: RwSemConfig, seed: u64, w: &World) {
     assert!(w.wit.is_empty(), "{config:?} seed {seed}");
     assert!(w.sem.down_write_trylock(), "{config:?} seed {seed}");
     w.sem.up_write();
+}
+
+/// Lock events summed over many worlds: do the worlds reach the paths a test is about?
+pub struct Reached([u64; mm::locking::lock_events::NR_LOCK_EVENTS]);
+
+impl Default for Reached {
+    fn default() -> Self {
+        Reached([0; mm::locking::lock_events::NR_LOCK_EVENTS])
+    }
+}
+
+impl Reached {
+    pub fn add(&mut self, w: &World) {
+        for (t, e) in self.0.iter_mut().zip(w.events) {
+            *t += e;
+        }
+    }
+
+    /// Every event of `evs` happened at least once in the `seeds` worlds added.
+    #[track_caller]
+    pub fn assert_all(&self, evs: &[LockEvent], seeds: u64) {
+        for ev in evs {
+            assert!(
+                self.0[*ev as usize] > 0,
+                "no {} in {seeds} seeds",
+                ev.name()
+            );
+        }
+    }
 }
