@@ -60,7 +60,7 @@ pub struct RunArgs {
 
     /// Emulated physical memory, e.g. 256MiB, 1GiB, 65536KiB (a multiple of 4 KiB; at most
     /// the host's available memory).
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_memory)]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", default_value = "256MiB", value_parser = parse_memory)]
     pub memory: Bytes,
 
     /// Executor: OS threads with wall-clock time, or the deterministic simulator.
@@ -77,7 +77,7 @@ pub struct RunArgs {
     /// 50ms and 3s; longer with many threads per host CPU), then what is left is SIGKILLed
     /// and waited for; tasks still alive at the bound are reported (exit status 4).
     /// Wall-clock time on the threads executor, emulated time on the sim executor.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
     pub duration: Duration,
 
     /// Write the kernel log (dmesg format) to PATH as the run goes; `-` writes it to standard
@@ -96,7 +96,7 @@ pub struct RunArgs {
 
     /// Keep serving the final metrics this long after the summary (so that a scraper sees
     /// the end of a short run).
-    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", default_value = "0", value_parser = parse_duration)]
     pub metrics_linger: Duration,
 
     /// Write the summary as one JSON object to PATH (written whole at the end: a temporary
@@ -143,12 +143,12 @@ pub struct ScenarioArgs {
     pub seed: Option<u64>,
 
     /// Emulated physical memory [default: the scenario's own, 16MiB for most].
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<Bytes>,
 
     /// End the trial at this emulated time even if tasks remain (exit status 4) [default:
     /// the scenario's time_limit, else 600s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub time_limit: Option<Duration>,
 
     #[command(flatten)]
@@ -225,18 +225,18 @@ pub struct BenchArgs {
     pub remote_readers: Option<u32>,
 
     /// Emulated physical memory of each trial [default: 8MiB for `run`; the scenario's own].
-    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = parse_memory)]
     pub memory: Option<Bytes>,
 
     /// Emulated length of each `run` trial, wind-down included [default: 3s]; for a
     /// scenario, its time limit [default: 600s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub duration: Option<Duration>,
 
     /// No progress this long while tasks wait for memory is a livelock [default: 1500ms,
     /// half again the reaper's 1 s give-up];
     /// also a matrix axis (--matrix livelock-window=...).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
     pub livelock_window: Option<String>,
 
     /// Trials run at once, one per host thread [default: every host CPU for the sim
@@ -347,6 +347,9 @@ impl Args for KernelArgs {
                 .long(k.name)
                 .value_name(k.value_name)
                 .action(ArgAction::Set)
+                // A value that starts with '-' (`-1s`) reaches the parser, which says what is
+                // accepted, instead of clap calling it an unknown flag.
+                .allow_hyphen_values(true)
                 .help(format!("{} [default: {default}]", k.help));
             let arg = if k.choices.is_empty() {
                 // Validated by the knob itself, so the flag accepts exactly what a matrix

@@ -166,6 +166,29 @@ fn bad_input_is_one_line_naming_what_was_wrong() {
         ),
         (&["run", "--duration", "soon"], &["--duration", "soon"]),
         (&["run", "--duration", "0"], &["--duration", "zero"]),
+        // Values that start with '-' reach the value's parser, which says what is accepted.
+        (
+            &["run", "--duration", "-1s"],
+            &["--duration", "-1s", "unit"],
+        ),
+        (&["run", "--memory", "-5M"], &["--memory", "-5M", "MiB"]),
+        (
+            &["run", "--metrics-linger", "-1s"],
+            &["--metrics-linger", "-1s", "unit"],
+        ),
+        (
+            &["run", "--reaper-delay", "-1s"],
+            &["--reaper-delay", "-1s", "unit"],
+        ),
+        (
+            &["run", "--panic-on-oom", "-1"],
+            &["--panic-on-oom", "-1", "possible values"],
+        ),
+        (&["bench", "--memory", "-1M"], &["--memory", "-1M", "MiB"]),
+        (
+            &["scenario", "single-hog", "--time-limit", "-2s"],
+            &["--time-limit", "-2s", "unit"],
+        ),
         (&["run", "--panic-on-oom", "3"], &["--panic-on-oom", "3"]),
         (
             &["run", "--oom-kill-allocating-task", "yes"],
